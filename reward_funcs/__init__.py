@@ -1,0 +1,11 @@
+"""Rule-based reward functions for R1-style training, with TRL's reward signature.
+
+    >>> import reward_funcs
+    >>> accuracy = reward_funcs.get("accuracy")
+    >>> accuracy(["<think>3*4=12, 2+12=14</think><answer>14</answer>"], solution=["14"])
+    [1.0]
+"""
+
+from reward_funcs.registry import RewardFunc, UnknownRewardError, get, guarded, names, register
+
+__all__ = ["RewardFunc", "UnknownRewardError", "get", "guarded", "names", "register"]
