@@ -8,4 +8,7 @@
 
 from reward_funcs.registry import RewardFunc, UnknownRewardError, get, guarded, names, register
 
+# Importing a reward module registers its rewards.
+from reward_funcs import accuracy, code_exec, countdown  # noqa: E402, F401, I001
+
 __all__ = ["RewardFunc", "UnknownRewardError", "get", "guarded", "names", "register"]

@@ -1,0 +1,288 @@
+"""Benchmark the ``accuracy`` reward against naive math-verify on a realistic, labelled mix of completions.
+
+    python benchmarks/rewards.py [--n 3000] [--seed 0] [--timeout 5] [--group-size 8] [--pathological 3]
+
+The mix imitates GRPO batches: prompts with a gold answer, ``--group-size`` completions each (R1
+``<answer>`` tags, ``\\boxed{}`` answers and plain "the answer is ..." endings), mostly plain numbers and
+short LaTeX answers, a few multiple-choice, tuple/interval and equation answers, a few truncated
+completions and unparseable golds, and ``--pathological`` power towers. Every completion is built from a
+known-correct or known-wrong answer, which gives its ground-truth label (None for an unparseable gold).
+
+The baseline is what a naive user writes: ``math_verify.parse`` on the gold and on the whole completion,
+then ``verify``, per completion, on the main thread so that math-verify's own timeouts apply.
+``accuracy`` is called once per group, as TRL calls a reward once per batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import random
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import reward_funcs.accuracy  # noqa: E402,F401 - registers "accuracy"
+from reward_funcs import _verify_client, get  # noqa: E402
+
+Label = float | None
+
+
+@dataclass(frozen=True)
+class Sample:
+    gold: str
+    completion: str
+    label: Label
+    category: str
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A gold answer, ways to write a correct answer, and ways to write a wrong one."""
+
+    category: str
+    gold: str
+    correct: list[str]
+    wrong: list[str]
+
+
+# --- the mix -----------------------------------------------------------------------------------------
+
+
+def integer_problem(rng: random.Random) -> Problem:
+    n = rng.choice([rng.randint(0, 100), rng.randint(100, 5000), rng.randint(5000, 2_000_000)])
+    gold = str(n) if rng.random() < 0.7 else f"She has {n // 2} and gets {n - n // 2} more: {n // 2} + {n - n // 2} = {n}.\n#### {n}"
+    unit = rng.choice(["apples", "dollars", "cm", "minutes", "students"])
+
+    def written(value: int) -> list[str]:
+        return [str(value), f"{value:,}", f"\\${value}", f"{value} {unit}", f"{value}\\text{{ {unit}}}"]
+
+    wrong_value = n + rng.choice([-10, -2, -1, 1, 2, 10, n + 1])
+    return Problem("integer", gold, written(n), written(wrong_value))
+
+
+def decimal_problem(rng: random.Random) -> Problem:
+    cents = rng.randint(101, 99_999)
+    value = cents / 100
+    wrong = (cents + rng.choice([-10, -1, 1, 10, 100])) / 100
+    return Problem(
+        "decimal",
+        f"{value:.2f}",
+        [f"{value:.2f}", f"{value:g}", f"\\${value:.2f}", f"{value:.3f}"],
+        [f"{wrong:.2f}", f"{wrong:g}", f"{value * 10:.2f}"],
+    )
+
+
+def percent_problem(rng: random.Random) -> Problem:
+    p = rng.randint(1, 99)
+    q = p + rng.choice([-5, -1, 1, 5])
+    return Problem("percent", f"{p}\\%", [f"{p}\\%", f"{p}%", f"{p} percent", f"{p}"], [f"{q}\\%", f"{q}%", f"{q}"])
+
+
+def fraction_problem(rng: random.Random) -> Problem:
+    while True:
+        b = rng.randint(2, 12)
+        a = rng.randint(1, 3 * b)
+        if math.gcd(a, b) == 1:
+            break
+    k = rng.randint(2, 4)
+    correct = [f"\\frac{{{a}}}{{{b}}}", f"\\dfrac{{{a}}}{{{b}}}", f"{a}/{b}", f"\\frac{{{k * a}}}{{{k * b}}}"]
+    if 10**6 % b == 0:  # terminating decimal, exact
+        correct.append(f"{a / b:g}")
+    wrong = [f"\\frac{{{a + 1}}}{{{b}}}", f"\\frac{{{a}}}{{{b + 1}}}", f"{a + 1}/{b}"]
+    if a != b:
+        wrong.append(f"\\frac{{{b}}}{{{a}}}")
+    return Problem("fraction", f"\\frac{{{a}}}{{{b}}}", correct, wrong)
+
+
+def radical_problem(rng: random.Random) -> Problem:
+    if rng.random() < 0.6:
+        k, m = rng.randint(2, 9), rng.choice([2, 3, 5, 6, 7])
+        return Problem(
+            "radical",
+            f"{k}\\sqrt{{{m}}}",
+            [f"{k}\\sqrt{{{m}}}", f"\\sqrt{{{k * k * m}}}", f"{k} \\sqrt {m}"],
+            [f"{k + 1}\\sqrt{{{m}}}", f"{k}\\sqrt{{{m + 4}}}", f"\\sqrt{{{k * m}}}"],
+        )
+    q = rng.randint(2, 12)
+    return Problem(
+        "pi",
+        f"\\frac{{\\pi}}{{{q}}}",
+        [f"\\frac{{\\pi}}{{{q}}}", f"\\pi/{q}", f"\\frac{{1}}{{{q}}}\\pi"],
+        [f"\\frac{{\\pi}}{{{q + 1}}}", f"{q}\\pi", f"\\frac{{2\\pi}}{{{q}}}"],
+    )
+
+
+def polynomial_problem(rng: random.Random) -> Problem:
+    a = rng.randint(1, 9)
+    return Problem("polynomial", f"(x+{a})^2", [f"(x+{a})^2", f"x^2+{2 * a}x+{a * a}"], [f"x^2+{a * a}", f"(x-{a})^2"])
+
+
+def tuple_problem(rng: random.Random) -> Problem:
+    a = rng.randint(-9, 9)
+    b = a + rng.randint(1, 9)
+    kind = rng.choice(["tuple", "interval", "set"])
+    if kind == "tuple":
+        return Problem("tuple", f"({b}, {a})", [f"({b}, {a})", f"({b},{a})"], [f"({a}, {b})", f"({b}, {a + 1})"])
+    if kind == "interval":
+        return Problem("interval", f"[{a}, {b})", [f"[{a}, {b})", f"[{a},{b})"], [f"({a}, {b}]", f"[{a}, {b}]"])
+    return Problem("set", f"\\{{{a}, {b}\\}}", [f"\\{{{b}, {a}\\}}", f"\\{{{a},{b}\\}}"], [f"\\{{{a}, {b + 1}\\}}"])
+
+
+def equation_problem(rng: random.Random) -> Problem:
+    n = rng.randint(-20, 20)
+    if rng.random() < 0.5:
+        return Problem("equation", str(n), [f"x = {n}", f"x={n}"], [f"x = {n + 1}", f"x = {-n - 1}"])
+    return Problem("equation", f"x = {n}", [f"{n}", f"x = {n}"], [f"{n + 1}", f"x = {n - 1}"])
+
+
+def choice_problem(rng: random.Random) -> Problem:
+    letters = "ABCDE"
+    gold = rng.choice(letters)
+    others = [letter for letter in letters if letter != gold]
+    value = rng.randint(1, 99)
+    return Problem(
+        "choice",
+        gold,
+        [gold, f"({gold})", f"{gold}) {value}", f"\\text{{({gold})}}"],
+        [rng.choice(others), f"({rng.choice(others)})"],
+    )
+
+
+CATEGORY_WEIGHTS: list[tuple[Callable[[random.Random], Problem], float]] = [
+    (integer_problem, 0.45),
+    (decimal_problem, 0.08),
+    (percent_problem, 0.04),
+    (fraction_problem, 0.12),
+    (radical_problem, 0.12),
+    (polynomial_problem, 0.02),
+    (tuple_problem, 0.06),
+    (equation_problem, 0.04),
+    (choice_problem, 0.05),
+]
+UNPARSEABLE_GOLDS = ["", "\\frac{", "}{", "\\boxed{}"]
+TOWERS = ["9^{9^{9^{9}}}", "9^{9^{9^{9^{9}}}}", "2^{2^{2^{2^{2^{9}}}}}"]
+WORDS = ["so", "then", "we", "get", "and", "the", "total", "is", "which", "gives", "thus", "hence", "first", "next"]
+
+
+def reasoning(rng: random.Random) -> str:
+    sentences = []
+    for _ in range(rng.randint(1, 6)):
+        a, b = rng.randint(2, 300), rng.randint(2, 300)
+        words = " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 12)))
+        sentences.append(rng.choice([f"{words} {a} + {b} = {a + b}.", f"{words} ${a} \\times {b} = {a * b}$.", f"{words}."]))
+    return " ".join(sentences)
+
+
+def completion_text(rng: random.Random, answer: str) -> str:
+    style = rng.random()
+    if style < 0.6:
+        return f"<think>{reasoning(rng)}</think>\n<answer>{answer}</answer>"
+    if style < 0.9:
+        return f"{reasoning(rng)}\nTherefore, the final answer is $\\boxed{{{answer}}}$."
+    return f"{reasoning(rng)}\nSo the answer is ${answer}$."
+
+
+def make_mix(n: int, group_size: int, pathological: int, seed: int) -> list[Sample]:
+    rng = random.Random(seed)
+    makers, weights = zip(*CATEGORY_WEIGHTS, strict=True)
+    samples: list[Sample] = []
+    while len(samples) < n:
+        problem = rng.choices(makers, weights)[0](rng)
+        unparseable = rng.random() < 0.005
+        gold = rng.choice(UNPARSEABLE_GOLDS) if unparseable else problem.gold
+        p_correct = rng.uniform(0.2, 0.9)
+        for _ in range(min(group_size, n - len(samples))):
+            is_correct = rng.random() < p_correct
+            answer = rng.choice(problem.correct if is_correct else problem.wrong)
+            if rng.random() < 0.03:  # generation cut off before any final answer
+                text, is_correct = f"<think>{reasoning(rng)} {' '.join(rng.choices(WORDS, k=5))}", False
+            else:
+                text = completion_text(rng, answer)
+            label: Label = None if unparseable else float(is_correct)
+            samples.append(Sample(gold, text, label, "unparseable gold" if unparseable else problem.category))
+    for index in rng.sample(range(len(samples)), min(pathological, len(samples))):
+        tower = rng.choice(TOWERS)
+        text = completion_text(rng, tower)
+        samples[index] = Sample(samples[index].gold if samples[index].label is not None else "7", text, 0.0, "pathological")
+    return samples
+
+
+# --- scorers -----------------------------------------------------------------------------------------
+
+
+def score_with_accuracy(samples: list[Sample], group_size: int, timeout: float) -> list[Label]:
+    reward = get("accuracy", timeout=timeout)
+    scores: list[Label] = []
+    for start in range(0, len(samples), group_size):
+        group = samples[start : start + group_size]
+        scores.extend(reward([s.completion for s in group], solution=[s.gold for s in group]))
+    return scores
+
+
+def score_with_naive_math_verify(samples: list[Sample]) -> list[Label]:
+    from math_verify import parse, verify
+
+    scores: list[Label] = []
+    for sample in samples:
+        gold = parse(sample.gold)
+        scores.append(float(verify(gold, parse(sample.completion))) if gold else None)
+    return scores
+
+
+def timed(scorer: Callable[[], list[Label]]) -> tuple[list[Label], float]:
+    start = time.perf_counter()
+    scores = scorer()
+    return scores, time.perf_counter() - start
+
+
+def agreement(scores: list[Label], samples: list[Sample]) -> float:
+    return sum(score == sample.label for score, sample in zip(scores, samples, strict=True)) / len(samples)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=3000, help="number of completions (default 3000)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--group-size", type=int, default=8, help="completions per prompt = per reward call")
+    parser.add_argument("--pathological", type=int, default=3, help="power-tower completions in the mix")
+    parser.add_argument("--timeout", type=float, default=reward_funcs.accuracy.DEFAULT_TIMEOUT, help="accuracy's timeout")
+    parser.add_argument("--by-category", action="store_true", help="also print agreement per answer category")
+    args = parser.parse_args()
+    if args.n < 1 or args.group_size < 1 or args.pathological < 0:
+        parser.error("--n and --group-size must be positive, --pathological non-negative")
+    logging.getLogger("math_verify").setLevel(logging.ERROR)  # the baseline's timeout warnings
+
+    samples = make_mix(args.n, args.group_size, args.pathological, args.seed)
+    counts = Counter(sample.category for sample in samples)
+    print(f"mix: {len(samples)} completions, seed {args.seed}: " + ", ".join(f"{k} {v}" for k, v in counts.most_common()))
+
+    _verify_client.shutdown()  # measure from a cold worker: its start-up is part of our cost
+    ours, ours_seconds = timed(lambda: score_with_accuracy(samples, args.group_size, args.timeout))
+    naive, naive_seconds = timed(lambda: score_with_naive_math_verify(samples))
+
+    print(f"\n{'':32}{'accuracy':>14}{'naive math-verify':>20}")
+    print(f"{'seconds':32}{ours_seconds:>14.2f}{naive_seconds:>20.2f}")
+    print(f"{'completions / s':32}{len(samples) / ours_seconds:>14.1f}{len(samples) / naive_seconds:>20.1f}")
+    print(f"{'agreement with labels':32}{agreement(ours, samples):>14.1%}{agreement(naive, samples):>20.1%}")
+    print(f"\nthroughput ratio (accuracy / naive): {naive_seconds / ours_seconds:.1f}x")
+    if args.by_category:
+        print(f"\n{'agreement by category':32}{'accuracy':>14}{'naive math-verify':>20}{'n':>8}")
+        by_category: dict[str, list[int]] = defaultdict(list)
+        for index, sample in enumerate(samples):
+            by_category[sample.category].append(index)
+        for category, indices in sorted(by_category.items()):
+            subset = [samples[i] for i in indices]
+            ours_subset = agreement([ours[i] for i in indices], subset)
+            naive_subset = agreement([naive[i] for i in indices], subset)
+            print(f"{category:32}{ours_subset:>14.1%}{naive_subset:>20.1%}{len(indices):>8}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""Recipe dataclasses: TRL's GRPOConfig/SFTConfig plus the fields every R1 stage shares.
+
+A recipe YAML is parsed by TRL's ``TrlParser`` into one of these; every TRL field stays reachable
+from the YAML and the command line. Validation happens in ``__post_init__``, before any compute, and
+every error names the offending field.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from trl import GRPOConfig, SFTConfig
+
+import reward_funcs
+from r1_trl.data.templates import TEMPLATES
+
+TINY_MODEL = "tiny"
+
+
+class RecipeError(ValueError):
+    """A recipe field with an invalid value; the message starts with the field name."""
+
+
+def _parse_dict(value: dict | str | None, name: str) -> dict[str, Any]:
+    if value is None or value == "":
+        return {}
+    if isinstance(value, dict):
+        return value
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as error:
+        raise RecipeError(f"{name}: expected a mapping or a JSON object, got {value!r} ({error})") from None
+    if not isinstance(parsed, dict):
+        raise RecipeError(f"{name}: expected a mapping, got {type(parsed).__name__}")
+    return parsed
+
+
+@dataclass
+class R1StageArguments:
+    """Fields shared by every stage: model, data, prompt format, held-out evaluation, Hub lineage."""
+
+    model_name_or_path: str = field(
+        default=TINY_MODEL,
+        metadata={"help": "Starting checkpoint: a Hub id, a local path, 'repo@revision', or 'tiny' for the "
+                  "built-in offline tiny base model (built once and cached)."},
+    )
+    model_revision: str | None = field(default=None, metadata={"help": "Hub revision of the model."})
+    dataset_name: str = field(
+        default="arithmetic",
+        metadata={"help": "Training prompts: a synthetic task (arithmetic, countdown), a Hub loader "
+                  "(gsm8k, math, math500, numina, aime) or a local json/jsonl/parquet file with "
+                  "prompt/solution columns."},
+    )
+    dataset_path: str | None = field(
+        default=None, metadata={"help": "Override where a loader reads from (Hub id, local dir or file)."}
+    )
+    dataset_train_split: str = field(default="train", metadata={"help": "Split used for training."})
+    dataset_test_split: str = field(default="test", metadata={"help": "Split used for held-out evaluation."})
+    task_kwargs: dict | str | None = field(
+        default=None,
+        metadata={"help": "Extra arguments of the task/loader, e.g. {\"levels\": [2]} for arithmetic."},
+    )
+    train_size: int | None = field(default=None, metadata={"help": "Number of training prompts (None: all)."})
+    eval_size: int = field(default=200, metadata={"help": "Number of held-out prompts for evaluation."})
+    prompt_template: str = field(
+        default="r1_zero",
+        metadata={"help": f"Prompt format, one of {', '.join(TEMPLATES)}: the R1-Zero plain template for base "
+                  "models, chat messages for instruct models, or the raw problem."},
+    )
+    system_prompt: str | None = field(default=None, metadata={"help": "System prompt for the chat template."})
+    prefill_think: bool = field(default=False, metadata={"help": "Open <think> at the end of the prompt."})
+    decontaminate: bool = field(
+        default=True, metadata={"help": "Drop training prompts that share n-grams with the held-out set."}
+    )
+    eval_num_samples: int = field(default=4, metadata={"help": "Samples per held-out prompt (k of pass@k)."})
+    eval_temperature: float = field(default=0.6, metadata={"help": "Sampling temperature for evaluation."})
+    eval_max_new_tokens: int = field(default=64, metadata={"help": "Generation budget per held-out answer."})
+    eval_every_steps: int = field(
+        default=0, metadata={"help": "Log held-out eval/* metrics every N training steps (0: only before/after)."}
+    )
+    hub_layout: str = field(
+        default="branch",
+        metadata={"help": "With push_to_hub: 'branch' pushes each stage to a branch of hub_model_id named "
+                  "after the stage; 'repo' pushes to one repo per stage."},
+    )
+    hub_dataset_id: str | None = field(default=None, metadata={"help": "Hub dataset repo for generated sets."})
+
+    def validate_stage_fields(self) -> None:
+        self.task_kwargs = _parse_dict(self.task_kwargs, "task_kwargs")
+        if self.prompt_template not in TEMPLATES:
+            raise RecipeError(f"prompt_template: unknown template {self.prompt_template!r}; known: {', '.join(TEMPLATES)}")
+        if not self.model_name_or_path:
+            raise RecipeError("model_name_or_path: a model is required (a Hub id, a path, or 'tiny')")
+        if not self.dataset_name:
+            raise RecipeError("dataset_name: a dataset is required")
+        for name in ("eval_size", "eval_num_samples", "eval_max_new_tokens"):
+            if getattr(self, name) < 1:
+                raise RecipeError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        if self.train_size is not None and self.train_size < 1:
+            raise RecipeError(f"train_size: must be >= 1, got {self.train_size}")
+        if self.hub_layout not in ("branch", "repo"):
+            raise RecipeError(f"hub_layout: must be 'branch' or 'repo', got {self.hub_layout!r}")
+
+    def cpu_defaults(self) -> None:
+        """TRL defaults bf16 on; without a GPU that is slow or unsupported, so default it off."""
+        if getattr(self, "bf16", None) is None and not torch.cuda.is_available():
+            self.bf16 = False
+
+
+@dataclass
+class R1GRPOConfig(R1StageArguments, GRPOConfig):
+    """GRPO stage recipe: GRPOConfig + reward names resolved through ``reward_funcs`` + stage fields."""
+
+    _VALID_DICT_FIELDS = GRPOConfig._VALID_DICT_FIELDS + ["reward_kwargs", "task_kwargs"]
+
+    reward_funcs: list[str] = field(
+        default_factory=lambda: ["accuracy", "format"],
+        metadata={"help": "Reward names from the reward_funcs registry, e.g. accuracy format language_consistency."},
+    )
+    reward_kwargs: dict | str | None = field(
+        default=None,
+        metadata={"help": "Per-reward arguments keyed by reward name, e.g. {\"cosine_scaled\": {\"max_len\": 512}}."},
+    )
+    dynamic_sampling: bool = field(
+        default=False,
+        metadata={"help": "DAPO dynamic sampling: drop prompt groups whose rewards are all equal (no signal) "
+                  "and refill the batch from further prompts."},
+    )
+    dynamic_sampling_max_rounds: int = field(
+        default=4, metadata={"help": "Cap on extra generation rounds per batch for dynamic sampling."}
+    )
+
+    def __post_init__(self) -> None:
+        self.cpu_defaults()
+        self.validate_stage_fields()
+        self.reward_kwargs = _parse_dict(self.reward_kwargs, "reward_kwargs")
+        self._validate_rewards()
+        if self.use_vllm and importlib.util.find_spec("vllm") is None:
+            raise RecipeError("use_vllm: vLLM is requested but not installed (pip install 'r1-trl[vllm]', GPU only)")
+        if self.dynamic_sampling_max_rounds < 0:
+            raise RecipeError("dynamic_sampling_max_rounds: must be >= 0")
+        try:
+            super().__post_init__()
+        except RecipeError:
+            raise
+        except ValueError as error:  # TRL's own checks (batch divisibility, num_generations, ...)
+            raise RecipeError(str(error)) from None
+
+    def _validate_rewards(self) -> None:
+        if not self.reward_funcs:
+            raise RecipeError("reward_funcs: at least one reward is required")
+        known = set(reward_funcs.names())
+        for name in self.reward_funcs:
+            if name not in known:
+                raise RecipeError(f"reward_funcs: unknown reward {name!r}; known: {', '.join(sorted(known))}")
+        for name in self.reward_kwargs:
+            if name not in self.reward_funcs:
+                raise RecipeError(f"reward_kwargs: {name!r} is not one of reward_funcs {self.reward_funcs}")
+        if self.reward_weights is not None and len(self.reward_weights) != len(self.reward_funcs):
+            raise RecipeError(
+                f"reward_weights: {len(self.reward_weights)} weights for {len(self.reward_funcs)} reward_funcs"
+            )
+
+
+@dataclass
+class R1SFTConfig(R1StageArguments, SFTConfig):
+    """SFT stage recipe (cold start, SFT stage 2, distillation): SFTConfig + stage fields."""
+
+    _VALID_DICT_FIELDS = SFTConfig._VALID_DICT_FIELDS + ["task_kwargs"]
+
+    def __post_init__(self) -> None:
+        self.cpu_defaults()
+        self.validate_stage_fields()
+        try:
+            super().__post_init__()
+        except RecipeError:
+            raise
+        except ValueError as error:
+            raise RecipeError(str(error)) from None

@@ -1,0 +1,105 @@
+"""Recipe -> (train, held-out) prompt datasets: task or loader, template, decontamination."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from datasets import Dataset, load_dataset
+
+from r1_trl.data.decontaminate import decontaminate
+from r1_trl.data.loaders import LOADERS, load_task_dataset
+from r1_trl.data.tasks.arithmetic import arithmetic_dataset
+from r1_trl.data.tasks.countdown import countdown_dataset
+from r1_trl.data.templates import apply_template
+
+logger = logging.getLogger(__name__)
+
+SYNTHETIC_TASKS = ("arithmetic", "countdown")
+DEFAULT_SYNTHETIC_TRAIN_SIZE = 2000
+
+
+@dataclass(frozen=True)
+class PromptSpec:
+    """Where prompts come from and how they are rendered; built from a recipe's stage fields."""
+
+    dataset_name: str = "arithmetic"
+    dataset_path: str | None = None
+    train_split: str = "train"
+    test_split: str = "test"
+    task_kwargs: dict[str, Any] | None = None
+    train_size: int | None = None
+    eval_size: int = 200
+    template: str = "r1_zero"
+    system_prompt: str | None = None
+    prefill_think: bool = False
+    decontaminate: bool = True
+    seed: int = 0
+
+    @classmethod
+    def from_config(cls, config: Any) -> PromptSpec:
+        return cls(
+            dataset_name=config.dataset_name,
+            dataset_path=config.dataset_path,
+            train_split=config.dataset_train_split,
+            test_split=config.dataset_test_split,
+            task_kwargs=dict(config.task_kwargs or {}),
+            train_size=config.train_size,
+            eval_size=config.eval_size,
+            template=config.prompt_template,
+            system_prompt=config.system_prompt,
+            prefill_think=config.prefill_think,
+            decontaminate=config.decontaminate,
+            seed=config.seed,
+        )
+
+
+def load_problems(spec: PromptSpec, split: str, size: int | None) -> Dataset:
+    """Raw problems (``prompt`` = the bare question, ``solution`` = gold answer) of one split."""
+    kwargs = dict(spec.task_kwargs or {})
+    name = spec.dataset_name
+    if name == "arithmetic":
+        levels = kwargs.pop("levels", 2)
+        levels = tuple(levels) if isinstance(levels, list) else levels
+        return arithmetic_dataset(size or DEFAULT_SYNTHETIC_TRAIN_SIZE, seed=spec.seed, levels=levels, split=split)
+    if name == "countdown":
+        return countdown_dataset(size or DEFAULT_SYNTHETIC_TRAIN_SIZE, seed=spec.seed, split=split, **kwargs)
+    if name in LOADERS:
+        if spec.dataset_path:
+            kwargs["path"] = spec.dataset_path
+        return load_task_dataset(name, split=split, max_samples=size, **kwargs)
+    if Path(name).exists():
+        return _load_local(Path(name), split, size)
+    known = ", ".join((*SYNTHETIC_TASKS, *sorted(LOADERS)))
+    raise ValueError(f"dataset_name: {name!r} is neither a known dataset ({known}) nor an existing local file")
+
+
+def _load_local(path: Path, split: str, size: int | None) -> Dataset:
+    if path.is_dir():
+        dataset = load_dataset(str(path), split=split)
+    else:
+        builder = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}.get(path.suffix)
+        if builder is None:
+            raise ValueError(f"dataset_name: unsupported file type {path.suffix!r} (json, jsonl, parquet, csv)")
+        dataset = load_dataset(builder, data_files={split: str(path)}, split=split)
+    missing = {"prompt", "solution"} - set(dataset.column_names)
+    if missing:
+        raise ValueError(f"dataset_name: {path} lacks the column(s) {sorted(missing)}")
+    return dataset.select(range(min(size, len(dataset)))) if size else dataset
+
+
+def render(dataset: Dataset, spec: PromptSpec) -> Dataset:
+    return apply_template(dataset, spec.template, spec.system_prompt, spec.prefill_think)
+
+
+def build_prompt_datasets(spec: PromptSpec) -> tuple[Dataset, Dataset]:
+    """Templated (train, held-out) datasets; train is decontaminated against held-out when asked."""
+    held_out = load_problems(spec, spec.test_split, spec.eval_size)
+    train = load_problems(spec, spec.train_split, spec.train_size)
+    if spec.decontaminate:
+        train, stats = decontaminate(train, held_out, column="prompt")
+        if stats.num_dropped:
+            logger.info("decontamination dropped %d of %d training prompts", stats.num_dropped, stats.total)
+    return render(train, spec), render(held_out, spec)

@@ -1,0 +1,144 @@
+"""The seed's running example as a task family: "What is 2 + 3 * 4?" -> 14.
+
+Levels:
+    1. ``a op b``
+    2. ``a op b op c`` (operator precedence matters)
+    3. three operands with one pair of parentheses
+    4. four operands, parentheses optional
+
+Every problem carries its worked steps (``3 * 4 = 12``, ``2 + 12 = 14``) so the tiny base model's
+pretraining corpus and the cold-start builders can write readable reasoning. Train and test
+splits are disjoint by expression: a hash of the expression decides the split, so no seed or size
+can leak a test problem into training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import operator
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from datasets import Dataset
+
+OPERATORS = {"+": operator.add, "-": operator.sub, "*": operator.mul}
+PRECEDENCE = {"+": 1, "-": 1, "*": 2}
+LEVELS = (1, 2, 3, 4)
+TEST_SHARE_BUCKETS = 10  # 1 bucket in 10 of the expression space is the test split
+
+
+@dataclass(frozen=True)
+class Problem:
+    expression: str
+    answer: int
+    steps: tuple[str, ...]
+    level: int
+
+    @property
+    def question(self) -> str:
+        return f"What is {self.expression}?"
+
+    def to_row(self) -> dict[str, object]:
+        return {
+            "prompt": self.question,
+            "problem": self.question,
+            "solution": str(self.answer),
+            "steps": list(self.steps),
+            "level": self.level,
+            "task": "arithmetic",
+        }
+
+
+def solve(tokens: list[str]) -> tuple[int, list[str]]:
+    """Evaluate a token list with precedence and parentheses, recording one step per operation.
+
+    >>> solve(["2", "+", "3", "*", "4"])
+    (14, ['3 * 4 = 12', '2 + 12 = 14'])
+    """
+    steps: list[str] = []
+    values: list[int] = []
+    ops: list[str] = []
+
+    def apply_top() -> None:
+        op = ops.pop()
+        right, left = values.pop(), values.pop()
+        result = OPERATORS[op](left, right)
+        steps.append(f"{left} {op} {right} = {result}")
+        values.append(result)
+
+    for token in tokens:
+        if token.lstrip("-").isdigit():
+            values.append(int(token))
+        elif token == "(":
+            ops.append(token)
+        elif token == ")":
+            while ops[-1] != "(":
+                apply_top()
+            ops.pop()
+        else:
+            while ops and ops[-1] != "(" and PRECEDENCE[ops[-1]] >= PRECEDENCE[token]:
+                apply_top()
+            ops.append(token)
+    while ops:
+        apply_top()
+    return values[0], steps
+
+
+def random_problem(rng: random.Random, level: int) -> Problem:
+    if level not in LEVELS:
+        raise ValueError(f"arithmetic level must be one of {LEVELS}, got {level}")
+    operand_count = {1: 2, 2: 3, 3: 3, 4: 4}[level]
+    operands = [str(rng.randint(1, 9)) for _ in range(operand_count)]
+    ops = [rng.choice(list(OPERATORS)) for _ in range(operand_count - 1)]
+    tokens: list[str] = [operands[0]]
+    for op, operand in zip(ops, operands[1:], strict=True):
+        tokens += [op, operand]
+    if level == 3 or (level == 4 and rng.random() < 0.5):
+        start = 2 * rng.randrange(operand_count - 1)
+        tokens = tokens[:start] + ["("] + tokens[start : start + 3] + [")"] + tokens[start + 3 :]
+    answer, steps = solve(tokens)
+    expression = " ".join(tokens).replace("( ", "(").replace(" )", ")")
+    return Problem(expression=expression, answer=answer, steps=tuple(steps), level=level)
+
+
+def split_of(expression: str) -> str:
+    bucket = int(hashlib.sha256(expression.encode()).hexdigest(), 16) % TEST_SHARE_BUCKETS
+    return "test" if bucket == 0 else "train"
+
+
+def iter_problems(seed: int, levels: tuple[int, ...], split: str) -> Iterator[Problem]:
+    """Endless stream of distinct problems of the given split (stops when the space is exhausted)."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    rng = random.Random(seed)
+    seen: set[str] = set()
+    misses = 0
+    while misses < 10_000:
+        problem = random_problem(rng, rng.choice(levels))
+        if problem.expression in seen or split_of(problem.expression) != split:
+            misses += 1
+            continue
+        misses = 0
+        seen.add(problem.expression)
+        yield problem
+
+
+def arithmetic_dataset(
+    n: int, seed: int = 0, levels: int | tuple[int, ...] = 2, split: str = "train"
+) -> Dataset:
+    """``n`` distinct problems as a ``Dataset`` with ``prompt``, ``solution``, ``steps``, ``level``.
+
+    >>> ds = arithmetic_dataset(3, seed=0, levels=2, split="test")
+    >>> ds.column_names
+    ['prompt', 'problem', 'solution', 'steps', 'level', 'task']
+    """
+    levels = (levels,) if isinstance(levels, int) else tuple(levels)
+    rows = []
+    for problem in iter_problems(seed, levels, split):
+        rows.append(problem.to_row())
+        if len(rows) == n:
+            break
+    if len(rows) < n:
+        raise ValueError(f"only {len(rows)} distinct {split} problems exist at levels {levels}; asked for {n}")
+    return Dataset.from_list(rows)

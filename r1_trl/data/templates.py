@@ -1,0 +1,81 @@
+"""Prompt formats: the R1-Zero plain template for base models, and chat messages for instruct models."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from datasets import Dataset
+
+R1_ZERO_TEMPLATE = (
+    "A conversation between User and Assistant. The user asks a question, and the Assistant solves it. "
+    "The assistant first thinks about the reasoning process in the mind and then provides the user with "
+    "the answer. The reasoning process and answer are enclosed within <think> </think> and <answer> "
+    "</answer> tags respectively, i.e., <think> reasoning process here </think> <answer> answer here "
+    "</answer>. User: {prompt}. Assistant:"
+)
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a helpful assistant. First think about the reasoning process, then give the answer. "
+    "Enclose the reasoning in <think> </think> and the answer in <answer> </answer> tags."
+)
+
+TemplateName = Literal["r1_zero", "chat", "none"]
+TEMPLATES: tuple[str, ...] = ("r1_zero", "chat", "none")
+
+
+def r1_zero_prompt(problem: str, prefill_think: bool = False) -> str:
+    """The paper's R1-Zero prompt for a base model.
+
+    >>> r1_zero_prompt("What is 2 + 3 * 4?").endswith("User: What is 2 + 3 * 4?. Assistant:")
+    True
+    >>> r1_zero_prompt("What is 1 + 1?", prefill_think=True).endswith("Assistant: <think>")
+    True
+    """
+    prompt = R1_ZERO_TEMPLATE.format(prompt=problem)
+    return prompt + " <think>" if prefill_think else prompt
+
+
+def chat_prompt(problem: str, system_prompt: str | None = DEFAULT_SYSTEM_PROMPT) -> list[dict[str, str]]:
+    """Conversational prompt (TRL's conversational format); the tokenizer's chat template renders it.
+
+    >>> chat_prompt("What is 1 + 1?", system_prompt=None)
+    [{'role': 'user', 'content': 'What is 1 + 1?'}]
+    """
+    messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    return messages + [{"role": "user", "content": problem}]
+
+
+def format_prompt(
+    problem: str,
+    template: TemplateName = "r1_zero",
+    system_prompt: str | None = DEFAULT_SYSTEM_PROMPT,
+    prefill_think: bool = False,
+) -> str | list[dict[str, str]]:
+    if template == "r1_zero":
+        return r1_zero_prompt(problem, prefill_think)
+    if template == "chat":
+        if prefill_think:
+            raise ValueError(
+                "template='chat' with prefill_think: use a chat template that opens <think> in its "
+                "generation prompt (R1-Distill style) and the format reward with think_prefilled=True"
+            )
+        return chat_prompt(problem, system_prompt)
+    if template == "none":
+        return problem + (" <think>" if prefill_think else "")
+    raise ValueError(f"unknown prompt template {template!r}; known: {', '.join(TEMPLATES)}")
+
+
+def apply_template(
+    dataset: Dataset,
+    template: TemplateName = "r1_zero",
+    system_prompt: str | None = DEFAULT_SYSTEM_PROMPT,
+    prefill_think: bool = False,
+    problem_column: str = "prompt",
+) -> Dataset:
+    """Rewrite the ``prompt`` column with the template; the raw problem is kept in ``problem``."""
+
+    def render(row: dict[str, Any]) -> dict[str, Any]:
+        problem = row.get("problem") or row[problem_column]
+        return {"problem": problem, "prompt": format_prompt(problem, template, system_prompt, prefill_think)}
+
+    return dataset.map(render, desc=f"template {template}")

@@ -1,0 +1,43 @@
+"""``r1-trl demo``: the offline end-to-end demonstration on the built-in tiny model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from r1_trl.recipes import load_recipe, recipe_path
+from r1_trl.stages.common import CURVES_FILE, RESULTS_FILE
+
+R1_ZERO_RECIPE = "tiny/r1_zero.yaml"
+
+
+def before_after_table(results: dict[str, Any]) -> str:
+    before, after = results["before"], results["after"]
+    rows = [("held-out accuracy (pass@1)", "accuracy"), ("format rate", "format_rate"),
+            ("mean completion length", "mean_length")]
+    rows += [(key, key) for key in after if key.startswith(("pass@", "maj@"))]
+    lines = [f"{'metric':<28}{'before':>10}{'after':>10}"]
+    lines += [f"{label:<28}{before[key]:>10.3f}{after[key]:>10.3f}" for label, key in rows]
+    train = results.get("train", {})
+    if train.get("mean_completion_length_first") is not None:
+        lines.append(
+            f"mean completion length over training: {train['mean_completion_length_first']:.1f} -> "
+            f"{train['mean_completion_length_last']:.1f} tokens ({train['steps']} steps, {train['seconds']:.0f} s)"
+        )
+    return "\n".join(lines)
+
+
+def run_r1_zero_demo(output_dir: str | Path, max_steps: int | None = None) -> dict[str, Any]:
+    from r1_trl.stages import r1_zero
+
+    overrides = ["--output_dir", str(output_dir)]
+    if max_steps is not None:
+        overrides += ["--max_steps", str(max_steps)]
+    config = load_recipe(recipe_path(R1_ZERO_RECIPE), overrides)
+    results = r1_zero.run(config)
+    print(before_after_table(results))
+    print(f"results: {Path(output_dir) / RESULTS_FILE}\nplot:    {Path(output_dir) / CURVES_FILE}")
+    compact = {k: results[k] for k in ("before", "after", "train")}
+    print(json.dumps(compact, indent=2))
+    return results

@@ -1,0 +1,782 @@
+"""Push pipeline stages to the Hugging Face Hub: checkpoints at per-stage revisions, generated datasets, cards.
+
+Scheme (one for models, the same for datasets):
+
+* ``layout="branch"`` (default): one model repo ``repo_id``; stage ``s`` lives on branch ``s``. Generated
+  datasets go to one dataset repo, branch ``s``, one config per generated set (``load_dataset(repo, name,
+  revision=s)``).
+* ``layout="repo"``: stage ``s`` goes to ``f"{repo_id}-{s}"`` (and ``f"{dataset_repo_id}-{s}"``) on ``main``.
+* Intermediate checkpoints (``CheckpointPusher``) go to branch ``f"{s}-step-{N}"`` of the stage's model repo.
+
+Every commit carries the run's ``manifest.json`` (lineage), a card (``README.md``) and, for models, the stage's
+``results.json``, ``recipe.yaml`` and ``curves.png`` when present. Local inputs that are outputs of earlier stages
+of the same run are written as the Hub references those stages are pushed to, so the cards chain together.
+
+Pushes only read the run directory. Transient Hub failures (5xx, 408, 429, connection errors) are retried with
+exponential backoff; anything else, or running out of attempts, raises ``HubPushError`` naming repo and
+revision. ``no_push=True`` writes the same files under ``run_dir/hub/<models|datasets>/<repo_id>/<revision>/``
+instead. Authentication is whatever ``huggingface_hub`` finds (``HF_TOKEN``, ``hf auth login``); the endpoint is
+``HF_ENDPOINT``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from huggingface_hub import CommitOperationAdd, DatasetCard, HfApi
+from huggingface_hub.errors import HfHubHTTPError
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+
+from r1_trl import __version__
+from r1_trl.cards import (
+    NOT_RECORDED,
+    PIPELINE_STAGES,
+    DatasetCardContext,
+    GeneratedSet,
+    ModelCardContext,
+    Ref,
+    build_dataset_card,
+    build_model_card,
+    describe_feature,
+)
+
+logger = logging.getLogger(__name__)
+
+Layout = Literal["branch", "repo"]
+T = TypeVar("T")
+
+MANIFEST_NAME = "manifest.json"
+STATS_NAME = "stats.json"
+PREVIEW_DIR = "hub"
+STAGE_EXTRA_FILES = ("results.json", "recipe.yaml", "curves.png")
+# Trainer state that is large and only needed to resume on the same machine; not pushed for step branches.
+DEFAULT_CHECKPOINT_IGNORE = (
+    "optimizer.pt",
+    "optimizer.bin",
+    "scheduler.pt",
+    "scaler.pt",
+    "rng_state*.pth",
+    "global_step*",
+)
+RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+_REVISION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class HubPushError(RuntimeError):
+    """A push that could not be completed; the local run directory is untouched."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff: waits base_delay, 2*base_delay, ... (capped at max_delay) between attempts."""
+
+    attempts: int = 5
+    base_delay: float = 2.0
+    max_delay: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError(f"attempts must be >= 1, got {self.attempts}")
+        if self.base_delay < 0 or self.max_delay < 0:
+            raise ValueError("retry delays must be >= 0")
+
+    def delay(self, failed_attempt: int) -> float:
+        return min(self.base_delay * 2 ** (failed_attempt - 1), self.max_delay)
+
+
+@dataclass(frozen=True)
+class HubRef:
+    """Where something was pushed: ``str(ref)`` is ``repo@revision``, what the next stage can start from."""
+
+    repo_id: str
+    revision: str
+    repo_type: str = "model"
+    config_name: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.repo_id}@{self.revision}"
+
+
+# ---- run directory ----------------------------------------------------------------------------------------
+def load_manifest(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    path = Path(run_dir) / MANIFEST_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: is {run_dir} an r1-trl run directory?")
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("stages"), dict):
+        raise ValueError(f"{path} has no 'stages' mapping")
+    return manifest
+
+
+def stage_entry(manifest: Mapping[str, Any], stage: str) -> dict[str, Any]:
+    stages = manifest["stages"]
+    if stage not in stages:
+        raise KeyError(f"stage {stage!r} is not in the manifest (stages: {', '.join(stages) or 'none'})")
+    entry = stages[stage]
+    if entry.get("status") != "done":
+        raise ValueError(f"stage {stage!r} has status {entry.get('status')!r}; only 'done' stages are pushed")
+    return entry
+
+
+def ordered_stages(manifest: Mapping[str, Any]) -> list[str]:
+    stages = list(manifest["stages"])
+    return [s for s in PIPELINE_STAGES if s in stages] + [s for s in stages if s not in PIPELINE_STAGES]
+
+
+def default_dataset_repo(repo_id: str) -> str:
+    return f"{repo_id}-datasets"
+
+
+# ---- where things go, and how local inputs map to Hub references -----------------------------------------
+@dataclass(frozen=True)
+class HubTargets:
+    """The naming scheme of one run on the Hub."""
+
+    repo_id: str | None  # None: checkpoints are not pushed, so they stay local paths in cards
+    dataset_repo_id: str | None
+    layout: Layout = "branch"
+
+    def __post_init__(self) -> None:
+        if self.layout not in ("branch", "repo"):
+            raise ValueError(f"layout must be 'branch' or 'repo', got {self.layout!r}")
+        for repo in (self.repo_id, self.dataset_repo_id):
+            if repo is not None and (repo.count("/") != 1 or not all(repo.split("/"))):
+                raise ValueError(f"Hub repo ids must look like 'owner/name', got {repo!r}")
+
+    def model(self, stage: str) -> HubRef:
+        return self._ref(self.repo_id, stage, "model")
+
+    def dataset(self, stage: str, name: str | None = None) -> HubRef:
+        return self._ref(self.dataset_repo_id, stage, "dataset", name)
+
+    def _ref(self, repo_id: str | None, stage: str, repo_type: str, config_name: str | None = None) -> HubRef:
+        if repo_id is None:
+            raise ValueError(f"no {repo_type} repo id given for stage {stage!r}")
+        _check_revision_name(stage)
+        if self.layout == "branch":
+            return HubRef(repo_id, stage, repo_type, config_name)
+        return HubRef(f"{repo_id}-{stage}", "main", repo_type, config_name)
+
+    def step(self, stage: str, step: int) -> HubRef:
+        return HubRef(self.model(stage).repo_id, f"{stage}-step-{step}")
+
+    def resolve_model(self, value: Any, run_dir: Path, manifest: Mapping[str, Any]) -> Ref:
+        """A stage's model input as a card reference; earlier stages of this run become their Hub refs."""
+        if not value:
+            return Ref(NOT_RECORDED, local=True)
+        text = str(value)
+        for stage, entry in manifest["stages"].items():
+            checkpoint = entry.get("checkpoint")
+            if self.repo_id and checkpoint and _is_run_artifact(text, checkpoint, run_dir):
+                ref = self.model(stage)
+                return Ref(ref.repo_id, ref.revision)
+        return _external_ref(text, run_dir)
+
+    def resolve_dataset(self, value: Any, run_dir: Path, manifest: Mapping[str, Any]) -> Ref:
+        if isinstance(value, Mapping):
+            path = value.get("path") or value.get("repo_id") or value.get("name") or "unknown"
+            base = self.resolve_dataset(str(path), run_dir, manifest)
+            config = value.get("config_name") or value.get("config") or value.get("subset") or base.config
+            return Ref(base.ref, value.get("revision") or base.revision, base.local, config)
+        text = str(value)
+        for stage, entry in manifest["stages"].items():
+            for name, rel_path in (entry.get("datasets") or {}).items() if self.dataset_repo_id else ():
+                if _is_run_artifact(text, rel_path, run_dir):
+                    ref = self.dataset(stage, name)
+                    return Ref(ref.repo_id, ref.revision, config=name)
+        return _external_ref(text, run_dir)
+
+    def stage_refs(self, manifest: Mapping[str, Any]) -> dict[str, str]:
+        refs = {}
+        for stage, entry in manifest["stages"].items():
+            if entry.get("checkpoint") and self.repo_id:
+                refs[stage] = str(self.model(stage))
+            elif entry.get("datasets") and self.dataset_repo_id:
+                refs[stage] = str(self.dataset(stage))
+        return refs
+
+
+def _check_revision_name(name: str) -> None:
+    if not _REVISION_NAME.match(name):
+        raise ValueError(f"{name!r} cannot be used as a Hub branch name")
+
+
+def _is_run_artifact(text: str, rel_path: str, run_dir: Path) -> bool:
+    """Whether an input path names `run_dir/rel_path`: relative to the run, absolute, or from before a move.
+
+    A run directory that was moved or copied (e.g. pushed later from another machine) still records the old
+    absolute paths; a path that no longer exists and ends with ``<run dir name>/<rel_path>`` counts as a match.
+    """
+    target = (run_dir / rel_path).resolve()
+    path = Path(text).expanduser()
+    candidates = [path] if path.is_absolute() else [path, run_dir / path]
+    if any(candidate.resolve() == target for candidate in candidates):
+        return True
+    suffix = Path(run_dir.resolve().name, rel_path).parts
+    return path.is_absolute() and not path.exists() and path.parts[-len(suffix) :] == suffix
+
+
+def _external_ref(text: str, run_dir: Path) -> Ref:
+    if Path(text).exists() or (run_dir / text).exists() or text.startswith((".", "/", "~")):
+        return Ref(text, local=True)
+    repo, _, revision = text.partition("@")
+    return Ref(repo, revision or None)
+
+
+# ---- retries ------------------------------------------------------------------------------------------------
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    found: list[type[BaseException]] = [ConnectionError, TimeoutError]
+    for module_name in ("httpx2", "httpx"):  # huggingface_hub 2.x ships httpx2, 1.x uses httpx
+        try:
+            found.append(importlib.import_module(module_name).TransportError)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)
+
+
+_TRANSPORT_ERRORS = _transport_errors()
+
+
+def is_transient(error: BaseException) -> bool:
+    """Worth retrying: an HTTP 5xx/408/429 answer or a network failure, anywhere in the exception chain."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, HfHubHTTPError):
+            response = current.response
+            return response is None or response.status_code in RETRYABLE_STATUS
+        if isinstance(current, _TRANSPORT_ERRORS):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def with_retries(action: Callable[[], T], *, what: str, ref: HubRef, policy: RetryPolicy) -> T:
+    """Run `action`, retrying transient failures; raise `HubPushError` naming the repo and revision."""
+    for attempt in range(1, policy.attempts + 1):
+        try:
+            return action()
+        except Exception as error:  # noqa: BLE001 - every failure is reported as a HubPushError below
+            transient = is_transient(error)
+            if transient and attempt < policy.attempts:
+                delay = policy.delay(attempt)
+                logger.warning(
+                    "%s to %s repo %s@%s failed (%s); retry %d/%d in %.2fs",
+                    what,
+                    ref.repo_type,
+                    ref.repo_id,
+                    ref.revision,
+                    error,
+                    attempt,
+                    policy.attempts - 1,
+                    delay,
+                )
+                time.sleep(delay)
+                continue
+            reason = f"after {attempt} attempts" if transient else "(not retried: not a transient error)"
+            raise HubPushError(
+                f"{what} to {ref.repo_type} repo {ref.repo_id!r} at revision {ref.revision!r} failed {reason}: "
+                f"{type(error).__name__}: {error}. The local run directory was not changed."
+            ) from error
+    raise AssertionError("unreachable")
+
+
+# ---- commits ------------------------------------------------------------------------------------------------
+FileSource = Path | bytes
+
+
+def _make_api(token: str | None) -> HfApi:
+    return HfApi(token=token, library_name="r1-trl", library_version=__version__)
+
+
+def _ensure_revision(api: HfApi, ref: HubRef, *, private: bool | None, policy: RetryPolicy) -> None:
+    with_retries(
+        lambda: api.create_repo(ref.repo_id, repo_type=ref.repo_type, private=private, exist_ok=True),
+        what="creating the repo",
+        ref=ref,
+        policy=policy,
+    )
+    if ref.revision != "main":
+        with_retries(
+            lambda: api.create_branch(
+                ref.repo_id, branch=ref.revision, repo_type=ref.repo_type, exist_ok=True
+            ),
+            what="creating the branch",
+            ref=ref,
+            policy=policy,
+        )
+
+
+def _commit_files(
+    api: HfApi, ref: HubRef, files: Mapping[str, FileSource], message: str, policy: RetryPolicy
+) -> None:
+    def commit() -> None:
+        # Operations are mutated by create_commit, so every attempt gets fresh ones.
+        operations = [
+            CommitOperationAdd(
+                path_in_repo=path, path_or_fileobj=str(source) if isinstance(source, Path) else source
+            )
+            for path, source in files.items()
+        ]
+        api.create_commit(
+            ref.repo_id,
+            operations=operations,
+            commit_message=message,
+            revision=ref.revision,
+            repo_type=ref.repo_type,
+        )
+
+    with_retries(commit, what=f"committing {len(files)} files", ref=ref, policy=policy)
+
+
+def preview_dir(run_dir: Path, ref: HubRef) -> Path:
+    """Where ``no_push`` writes what would be committed to `ref`."""
+    return Path(run_dir) / PREVIEW_DIR / f"{ref.repo_type}s" / ref.repo_id / ref.revision
+
+
+def _fresh_dir(path: Path) -> Path:
+    # The preview directory is our own output: replace it so it mirrors exactly one push.
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    return path
+
+
+def _write_files(target: Path, files: Mapping[str, FileSource]) -> None:
+    for path, source in files.items():
+        destination = target / path
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(source, Path):
+            shutil.copy2(source, destination)
+        else:
+            destination.write_bytes(source)
+
+
+def _folder_files(folder: Path, ignore_patterns: tuple[str, ...] = ()) -> dict[str, Path]:
+    """Files under `folder` by repo path, skipping any whose path has a part matching `ignore_patterns`."""
+    files = {}
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder)
+        ignored = any(
+            fnmatch.fnmatch(part, pattern) for part in relative.parts for pattern in ignore_patterns
+        )
+        if path.is_file() and not ignored:
+            files[relative.as_posix()] = path
+    return files
+
+
+# ---- stages -------------------------------------------------------------------------------------------------
+def push_stage(
+    run_dir: str | os.PathLike[str],
+    stage: str,
+    repo_id: str,
+    *,
+    layout: Layout = "branch",
+    private: bool | None = None,
+    token: str | None = None,
+    dataset_repo_id: str | None = None,
+    license: str = "apache-2.0",  # noqa: A002 - the Hub metadata field is called license
+    no_push: bool = False,
+    retry: RetryPolicy | None = None,
+) -> str:
+    """Push a finished stage's checkpoint with its card and the run manifest; return ``"repo@revision"``."""
+    run_dir = Path(run_dir)
+    manifest = load_manifest(run_dir)
+    entry = stage_entry(manifest, stage)
+    if not entry.get("checkpoint"):
+        raise ValueError(f"stage {stage!r} has no checkpoint to push (a data-only stage? use push_datasets)")
+    checkpoint = run_dir / entry["checkpoint"]
+    if not checkpoint.is_dir():
+        raise FileNotFoundError(f"checkpoint of stage {stage!r} not found at {checkpoint}")
+    targets = HubTargets(repo_id, dataset_repo_id or default_dataset_repo(repo_id), layout)
+    ref = targets.model(stage)
+    inputs = entry.get("inputs") or {}
+    card = build_model_card(
+        ModelCardContext(
+            manifest=manifest,
+            stage=stage,
+            run_dir=run_dir,
+            pushed_ref=str(ref),
+            base_model=targets.resolve_model(inputs.get("model"), run_dir, manifest),
+            datasets={
+                role: targets.resolve_dataset(value, run_dir, manifest)
+                for role, value in (inputs.get("datasets") or {}).items()
+            },
+            stage_refs=targets.stage_refs(manifest),
+            license=license,
+        )
+    )
+    # the trainer's own README is replaced by our card; optimizer state does not belong in a model repo
+    files: dict[str, FileSource] = {
+        path: source
+        for path, source in _folder_files(checkpoint, DEFAULT_CHECKPOINT_IGNORE).items()
+        if path != "README.md"
+    }
+    stage_dir = run_dir / (entry.get("output_dir") or stage)
+    files.update({name: stage_dir / name for name in STAGE_EXTRA_FILES if (stage_dir / name).is_file()})
+    files["README.md"] = str(card).encode("utf-8")
+    files[MANIFEST_NAME] = run_dir / MANIFEST_NAME
+
+    if no_push:
+        target = _fresh_dir(preview_dir(run_dir, ref))
+        _write_files(target, files)
+        logger.info("no_push: wrote what would be pushed to %s into %s", ref, target)
+        return str(ref)
+    policy = retry or RetryPolicy()
+    api = _make_api(token)
+    _ensure_revision(api, ref, private=private, policy=policy)
+    _commit_files(api, ref, files, f"r1-trl: {stage} checkpoint of run {manifest.get('run_id', '?')}", policy)
+    logger.info("pushed stage %s to %s", stage, ref)
+    return str(ref)
+
+
+def push_datasets(
+    run_dir: str | os.PathLike[str],
+    stage: str,
+    dataset_repo_id: str,
+    *,
+    repo_id: str | None = None,
+    layout: Layout = "branch",
+    private: bool | None = None,
+    token: str | None = None,
+    license: str = "apache-2.0",  # noqa: A002 - the Hub metadata field is called license
+    no_push: bool = False,
+    retry: RetryPolicy | None = None,
+) -> dict[str, HubRef]:
+    """Push every dataset a stage generated (one config each) plus a dataset card, manifest and statistics.
+
+    `repo_id` is the run's model repo, used to name the checkpoint that generated the data in the card.
+    """
+    run_dir = Path(run_dir)
+    manifest = load_manifest(run_dir)
+    entry = stage_entry(manifest, stage)
+    if not entry.get("datasets"):
+        raise ValueError(f"stage {stage!r} generated no datasets")
+    targets = HubTargets(repo_id, dataset_repo_id, layout)
+    ref = targets.dataset(stage)
+    loaded = {
+        name: _load_generated(run_dir / rel_path, stage, name) for name, rel_path in entry["datasets"].items()
+    }
+    stats = {name: _read_stats(run_dir / rel_path) for name, rel_path in entry["datasets"].items()}
+    extra_files: dict[str, FileSource] = {MANIFEST_NAME: run_dir / MANIFEST_NAME}
+    extra_files.update(
+        {
+            f"stats/{name}.json": run_dir / rel / STATS_NAME
+            for name, rel in entry["datasets"].items()
+            if stats[name]
+        }
+    )
+    policy = retry or RetryPolicy()
+    message = f"r1-trl: {stage} data of run {manifest.get('run_id', '?')}"
+    if no_push:
+        target = _fresh_dir(preview_dir(run_dir, ref))
+        hub_metadata = _write_parquet_preview(target, loaded)
+    else:
+        api = _make_api(token)
+        _ensure_revision(api, ref, private=private, policy=policy)
+        for name, data in loaded.items():
+            with_retries(
+                lambda data=data, name=name: data.push_to_hub(
+                    ref.repo_id,
+                    config_name=name,
+                    revision=ref.revision,
+                    token=token,
+                    commit_message=f"{message}: {name}",
+                ),
+                what=f"pushing dataset {name!r}",
+                ref=ref,
+                policy=policy,
+            )
+        hub_metadata = with_retries(
+            lambda: _read_card_metadata(api, ref),
+            what="reading back the dataset card",
+            ref=ref,
+            policy=policy,
+        )
+
+    card = build_dataset_card(
+        DatasetCardContext(
+            manifest=manifest,
+            stage=stage,
+            run_dir=run_dir,
+            pushed_ref=str(ref),
+            source_model=targets.resolve_model((entry.get("inputs") or {}).get("model"), run_dir, manifest),
+            sets=tuple(_generated_set(name, data, ref, stats[name]) for name, data in loaded.items()),
+            hub_metadata=hub_metadata,
+            license=license,
+        )
+    )
+    if no_push:
+        _write_files(target, {"README.md": str(card).encode("utf-8"), **extra_files})
+        logger.info("no_push: wrote what would be pushed to %s into %s", ref, target)
+    else:
+        with_retries(
+            lambda: card.push_to_hub(
+                ref.repo_id,
+                token=token,
+                repo_type="dataset",
+                revision=ref.revision,
+                commit_message=f"{message}: card",
+            ),
+            what="pushing the dataset card",
+            ref=ref,
+            policy=policy,
+        )
+        _commit_files(api, ref, extra_files, f"{message}: manifest and statistics", policy)
+        logger.info("pushed %d datasets of stage %s to %s", len(loaded), stage, ref)
+    return {name: HubRef(ref.repo_id, ref.revision, "dataset", name) for name in loaded}
+
+
+def _load_generated(path: Path, stage: str, name: str) -> Any:
+    """A generated dataset saved with `save_to_disk`, as a `DatasetDict` (a plain `Dataset` becomes "train")."""
+    import datasets  # heavy import, only needed for dataset pushes
+
+    if not path.is_dir():
+        raise FileNotFoundError(f"dataset {name!r} of stage {stage!r} not found at {path}")
+    data = datasets.load_from_disk(str(path))
+    return data if isinstance(data, datasets.DatasetDict) else datasets.DatasetDict({"train": data})
+
+
+def _read_stats(dataset_path: Path) -> dict[str, Any]:
+    path = dataset_path / STATS_NAME
+    if not path.is_file():
+        return {}
+    stats = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(stats, dict):
+        raise ValueError(f"{path} must hold a JSON object, got {type(stats).__name__}")
+    return stats
+
+
+def _generated_set(name: str, data: Any, ref: HubRef, stats: dict[str, Any]) -> GeneratedSet:
+    features = next(iter(data.values())).features
+    return GeneratedSet(
+        name=name,
+        repo_id=ref.repo_id,
+        revision=ref.revision,
+        split_rows={split: len(ds) for split, ds in data.items()},
+        features={column: describe_feature(feature) for column, feature in features.items()},
+        stats=stats,
+    )
+
+
+def _read_card_metadata(api: HfApi, ref: HubRef) -> dict[str, Any]:
+    """The `configs` / `dataset_info` metadata that `push_to_hub` wrote into the repo's README."""
+    with tempfile.TemporaryDirectory(prefix="r1-trl-card-") as cache_dir:
+        path = api.hf_hub_download(
+            ref.repo_id, "README.md", repo_type="dataset", revision=ref.revision, cache_dir=cache_dir
+        )
+        return DatasetCard(Path(path).read_text(encoding="utf-8")).data.to_dict()
+
+
+def _write_parquet_preview(target: Path, loaded: Mapping[str, Any]) -> dict[str, Any]:
+    """Write the parquet shards and card metadata `Dataset.push_to_hub` would, using datasets' own helpers."""
+    from datasets import DatasetInfo, SplitDict, SplitInfo
+    from datasets import config as datasets_config
+    from datasets.info import DatasetInfosDict
+    from datasets.utils.metadata import MetadataConfigs
+    from datasets.utils.py_utils import convert_file_size_to_int
+    from huggingface_hub import DatasetCardData
+
+    card_data = DatasetCardData()
+    configs: dict[str, dict[str, Any]] = {}
+    infos: dict[str, DatasetInfo] = {}
+    max_shard = convert_file_size_to_int(datasets_config.MAX_SHARD_SIZE)
+    for name, data in loaded.items():
+        splits = SplitDict()
+        download_size = 0
+        for split, ds in data.items():
+            num_shards = int(ds.data.nbytes / max_shard) + 1
+            for index in range(num_shards):
+                shard_path = target / name / f"{split}-{index:05d}-of-{num_shards:05d}.parquet"
+                shard_path.parent.mkdir(parents=True, exist_ok=True)
+                ds.shard(num_shards=num_shards, index=index, contiguous=True).to_parquet(str(shard_path))
+                download_size += shard_path.stat().st_size
+            splits.add(SplitInfo(name=split, num_bytes=ds.data.nbytes, num_examples=len(ds)))
+        configs[name] = {"data_files": [{"split": split, "path": f"{name}/{split}-*"} for split in data]}
+        dataset_size = sum(s.num_bytes for s in splits.values())
+        infos[name] = DatasetInfo(
+            config_name=name,
+            features=next(iter(data.values())).features,
+            splits=splits,
+            download_size=download_size,
+            dataset_size=dataset_size,
+        )
+    MetadataConfigs(configs).to_dataset_card_data(card_data)
+    DatasetInfosDict(infos).to_dataset_card_data(card_data)
+    return card_data.to_dict()
+
+
+def push_run(
+    run_dir: str | os.PathLike[str],
+    repo_id: str,
+    dataset_repo_id: str | None = None,
+    *,
+    layout: Layout = "branch",
+    private: bool | None = None,
+    token: str | None = None,
+    license: str = "apache-2.0",  # noqa: A002 - the Hub metadata field is called license
+    no_push: bool = False,
+    retry: RetryPolicy | None = None,
+    stages: Sequence[str] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """(Re-)push every finished stage of a run (or only `stages`): its generated datasets, then its checkpoint.
+
+    Returns ``{stage: {"datasets": {name: HubRef}, "model": "repo@revision"}}`` for the stages pushed.
+    """
+    run_dir = Path(run_dir)
+    manifest = load_manifest(run_dir)
+    unknown = sorted(set(stages or ()) - set(manifest["stages"]))
+    if unknown:
+        raise KeyError(f"stages {unknown} are not in the manifest of {run_dir}")
+    dataset_repo_id = dataset_repo_id or default_dataset_repo(repo_id)
+    common = {
+        "layout": layout,
+        "private": private,
+        "token": token,
+        "license": license,
+        "no_push": no_push,
+        "retry": retry,
+    }
+    pushed: dict[str, dict[str, Any]] = {}
+    for stage in ordered_stages(manifest):
+        if stages is not None and stage not in stages:
+            continue
+        entry = manifest["stages"][stage]
+        if entry.get("status") != "done":
+            logger.warning("skipping stage %s: status %r", stage, entry.get("status"))
+            continue
+        result: dict[str, Any] = {}
+        if entry.get("datasets"):
+            result["datasets"] = push_datasets(run_dir, stage, dataset_repo_id, repo_id=repo_id, **common)
+        if entry.get("checkpoint"):
+            result["model"] = push_stage(run_dir, stage, repo_id, dataset_repo_id=dataset_repo_id, **common)
+        if result:
+            pushed[stage] = result
+    if not pushed:
+        raise ValueError(f"run {run_dir} has no finished stage with a checkpoint or generated data to push")
+    return pushed
+
+
+# ---- intermediate checkpoints during training ----------------------------------------------------------------
+class CheckpointPusher(TrainerCallback):
+    """Push every saved ``checkpoint-N`` to branch ``{stage}-step-{N}`` in the background.
+
+    `on_save` only hard-links the checkpoint into a private snapshot (so checkpoint rotation cannot delete
+    files under an upload) and queues the upload; uploads run one at a time on `HfApi`'s background worker.
+    `wait()` blocks until all queued pushes finished and raises `HubPushError` if any failed; `on_train_end`
+    waits too but only logs failures, so a Hub outage never fails a finished training run.
+    With `preview_root` set (no-push mode) the snapshots are copied to
+    ``preview_root/models/<repo>/<stage>-step-<N>/`` instead of being uploaded.
+    """
+
+    def __init__(
+        self,
+        repo_id: str,
+        stage: str,
+        *,
+        layout: Layout = "branch",
+        private: bool | None = None,
+        token: str | None = None,
+        retry: RetryPolicy | None = None,
+        ignore_patterns: tuple[str, ...] = DEFAULT_CHECKPOINT_IGNORE,
+        preview_root: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.targets = HubTargets(repo_id, None, layout)
+        self.stage = stage
+        self.private = private
+        self.retry = retry or RetryPolicy()
+        self.ignore_patterns = ignore_patterns
+        self.preview_root = Path(preview_root) if preview_root is not None else None
+        self.api = _make_api(token)
+        self.pushes: list[tuple[HubRef, Future[None]]] = []
+        self.errors: list[BaseException] = []
+
+    def on_save(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        if not state.is_world_process_zero:
+            return
+        checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if not checkpoint.is_dir():
+            logger.warning("CheckpointPusher: %s does not exist, nothing to push", checkpoint)
+            return
+        ref = self.targets.step(self.stage, state.global_step)
+        snapshot = _snapshot(checkpoint, self.ignore_patterns)
+        self.pushes.append((ref, self.api.run_as_future(self._push_snapshot, snapshot, ref)))
+
+    def on_train_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        try:
+            self.wait()
+        except HubPushError as error:
+            logger.error("CheckpointPusher: %s", error)
+
+    def wait(self) -> list[str]:
+        """Block until every queued push finished; return their ``repo@revision`` or raise on failures."""
+        done, failures = [], []
+        for ref, future in self.pushes:
+            try:
+                future.result()
+                done.append(str(ref))
+            except Exception as error:  # noqa: BLE001 - collected and re-raised together
+                failures.append(error)
+        self.pushes = []
+        if failures:
+            self.errors.extend(failures)
+            raise HubPushError(
+                f"{len(failures)} intermediate checkpoint push(es) failed: " + "; ".join(map(str, failures))
+            )
+        return done
+
+    def _push_snapshot(self, snapshot: Path, ref: HubRef) -> None:
+        try:
+            if self.preview_root is not None:
+                target = _fresh_dir(self.preview_root / f"{ref.repo_type}s" / ref.repo_id / ref.revision)
+                _write_files(target, _folder_files(snapshot))
+                return
+            _ensure_revision(self.api, ref, private=self.private, policy=self.retry)
+            with_retries(
+                lambda: self.api.upload_folder(
+                    repo_id=ref.repo_id,
+                    folder_path=snapshot,
+                    revision=ref.revision,
+                    commit_message=f"r1-trl: {self.stage} {snapshot.name}",
+                ),
+                what=f"uploading {snapshot.name}",
+                ref=ref,
+                policy=self.retry,
+            )
+        finally:
+            shutil.rmtree(snapshot.parent, ignore_errors=True)
+
+
+def _snapshot(checkpoint: Path, ignore_patterns: tuple[str, ...]) -> Path:
+    """Hard-link (or copy, across filesystems) a checkpoint into a temporary folder next to it."""
+    holder = Path(tempfile.mkdtemp(prefix=".hub-push-", dir=checkpoint.parent))
+    snapshot = holder / checkpoint.name
+
+    def link_or_copy(source: str, destination: str) -> None:
+        try:
+            os.link(source, destination)
+        except OSError:
+            shutil.copy2(source, destination)
+
+    shutil.copytree(
+        checkpoint, snapshot, ignore=shutil.ignore_patterns(*ignore_patterns), copy_function=link_or_copy
+    )
+    return snapshot

@@ -1,0 +1,59 @@
+"""Reward/accuracy curves from a trainer's log history, as one PNG."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def series(log_history: Sequence[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
+    points = [(row["step"], row[key]) for row in log_history if key in row and "step" in row]
+    return [float(s) for s, _ in points], [float(v) for _, v in points]
+
+
+def plot_training_curves(
+    log_history: Sequence[dict[str, Any]],
+    path: str | Path,
+    title: str,
+    held_out: dict[str, dict[str, float]] | None = None,
+) -> Path:
+    """Left: every ``rewards/*/mean`` and the total reward per step, plus held-out accuracy points.
+    Right: mean completion length per step."""
+    figure, (rewards_axis, length_axis) = plt.subplots(1, 2, figsize=(11, 4))
+    keys = sorted({k for row in log_history for k in row if k.startswith("rewards/") and k.endswith("/mean")})
+    for key in ["reward", *keys]:
+        steps, values = series(log_history, key)
+        if steps:
+            rewards_axis.plot(steps, values, label=key.removeprefix("rewards/").removesuffix("/mean"))
+    steps, values = series(log_history, "eval/accuracy")
+    if steps:
+        rewards_axis.plot(steps, values, "o--", label="held-out accuracy")
+    if held_out:
+        last_step = max((row.get("step", 0) for row in log_history), default=0)
+        for label, x, marker in (("before", 0, "s"), ("after", last_step, "D")):
+            if label in held_out:
+                rewards_axis.plot([x], [held_out[label]["accuracy"]], marker, color="black",
+                                  label=f"held-out accuracy {label}")
+    rewards_axis.set_xlabel("step")
+    rewards_axis.set_ylabel("reward / accuracy")
+    rewards_axis.set_title(title)
+    rewards_axis.legend(fontsize=8)
+    rewards_axis.grid(alpha=0.3)
+    steps, values = series(log_history, "completions/mean_length")
+    length_axis.plot(steps, values, color="tab:purple")
+    length_axis.set_xlabel("step")
+    length_axis.set_ylabel("mean completion length (tokens)")
+    length_axis.set_title("completion length")
+    length_axis.grid(alpha=0.3)
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path

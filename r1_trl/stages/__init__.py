@@ -1,0 +1,1 @@
+"""One module per seed stage; each exposes ``run(config) -> results``."""

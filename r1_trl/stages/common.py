@@ -1,0 +1,82 @@
+"""What every stage does around its trainer: resolve the model, evaluate, write results and curves."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from r1_trl.configs import TINY_MODEL
+from r1_trl.evaluation import EvalSettings
+
+CHECKPOINT_DIR = "checkpoint"
+RESULTS_FILE = "results.json"
+CURVES_FILE = "curves.png"
+RECIPE_FILE = "recipe.yaml"
+
+
+def resolve_model(name_or_path: str, revision: str | None = None) -> tuple[str, str | None]:
+    """'tiny' -> the cached tiny base (built on first use); 'repo@rev' -> (repo, rev); else unchanged."""
+    if name_or_path == TINY_MODEL:
+        from r1_trl.models import load_or_build_tiny_base
+
+        return str(load_or_build_tiny_base()), None
+    if "@" in name_or_path and not Path(name_or_path).exists():
+        repo, _, rev = name_or_path.partition("@")
+        return repo, revision or rev
+    return name_or_path, revision
+
+
+def eval_settings(config: Any, language_metric: bool = False) -> EvalSettings:
+    return EvalSettings(
+        num_samples=config.eval_num_samples,
+        temperature=config.eval_temperature,
+        max_new_tokens=config.eval_max_new_tokens,
+        seed=config.seed + 1,
+        language_metric=language_metric,
+    )
+
+
+def write_json_atomic(path: str | Path, payload: Any) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, staging = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(handle, "w") as stream:
+        json.dump(payload, stream, indent=2, default=str)
+    os.replace(staging, path)
+    return path
+
+
+def recipe_dict(config: Any) -> dict[str, Any]:
+    """The recipe fields that differ from the dataclass defaults, plus the stage-defining ones."""
+    values: dict[str, Any] = {}
+    for item in dataclasses.fields(config):
+        value = getattr(config, item.name)
+        default = item.default if item.default is not dataclasses.MISSING else (
+            item.default_factory() if item.default_factory is not dataclasses.MISSING else None  # type: ignore[misc]
+        )
+        if value != default and not item.name.startswith("_"):
+            values[item.name] = _plain(value)
+    return values
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return str(value)
+
+
+def save_recipe(config: Any, output_dir: str | Path) -> Path:
+    path = Path(output_dir) / RECIPE_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(recipe_dict(config), sort_keys=True))
+    return path

@@ -1,0 +1,104 @@
+"""R1-Zero: GRPO straight from a base model, rule-based rewards only (accuracy + format)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from transformers import AutoTokenizer
+
+from r1_trl.configs import R1GRPOConfig
+from r1_trl.data.builders import PromptSpec, build_prompt_datasets
+from r1_trl.evaluation import HeldOutEvalCallback, evaluate_model
+from r1_trl.plotting import plot_training_curves
+from r1_trl.stages.common import (
+    CHECKPOINT_DIR,
+    CURVES_FILE,
+    RESULTS_FILE,
+    eval_settings,
+    resolve_model,
+    save_recipe,
+    write_json_atomic,
+)
+from r1_trl.trainers import R1GRPOTrainer
+
+logger = logging.getLogger(__name__)
+
+STAGE = "r1-zero"
+
+
+def run_grpo_stage(config: R1GRPOConfig, stage: str = STAGE, language_metric: bool = False) -> dict[str, Any]:
+    """Evaluate the start model, train with GRPO, save the checkpoint, evaluate again, write artifacts.
+
+    Artifacts in ``config.output_dir``: ``checkpoint/`` (the trained model), ``results.json`` (held-out
+    metrics before/after and the training log), ``curves.png`` and ``recipe.yaml``.
+    """
+    started = time.perf_counter()
+    model_path, revision = resolve_model(config.model_name_or_path, config.model_revision)
+    if revision:
+        config.model_init_kwargs = {**(config.model_init_kwargs or {}), "revision": revision}
+    tokenizer = AutoTokenizer.from_pretrained(model_path, revision=revision)
+    spec = PromptSpec.from_config(config)
+    train, held_out = build_prompt_datasets(spec)
+    settings = eval_settings(config, language_metric)
+
+    before = evaluate_model(model_path, tokenizer, held_out, settings, show_progress=True)
+    callbacks = []
+    if config.eval_every_steps > 0:
+        callbacks.append(HeldOutEvalCallback(held_out, tokenizer, settings, config.eval_every_steps))
+    trainer = R1GRPOTrainer(
+        model=model_path, args=config, train_dataset=train, processing_class=tokenizer, callbacks=callbacks
+    )
+    train_started = time.perf_counter()
+    trainer.train(resume_from_checkpoint=_last_checkpoint(config))
+    train_seconds = time.perf_counter() - train_started
+    output_dir = Path(config.output_dir)
+    checkpoint = output_dir / CHECKPOINT_DIR
+    trainer.save_model(str(checkpoint))
+    results: dict[str, Any] = {"stage": stage}
+    if trainer.accelerator.is_main_process:
+        tokenizer.save_pretrained(checkpoint)
+        after = evaluate_model(str(checkpoint), tokenizer, held_out, settings, show_progress=True)
+        history = trainer.state.log_history
+        lengths = [row["completions/mean_length"] for row in history if "completions/mean_length" in row]
+        results.update(
+            {
+                "model": config.model_name_or_path,
+                "start_model_path": model_path,
+                "checkpoint": str(checkpoint),
+                "before": before,
+                "after": after,
+                "metrics": after,
+                "train": {
+                    "steps": trainer.state.global_step,
+                    "seconds": train_seconds,
+                    "mean_completion_length_first": lengths[0] if lengths else None,
+                    "mean_completion_length_last": lengths[-1] if lengths else None,
+                    "train_prompts": len(train),
+                    "held_out_prompts": len(held_out),
+                },
+                "log_history": history,
+                "seconds": time.perf_counter() - started,
+            }
+        )
+        write_json_atomic(output_dir / RESULTS_FILE, results)
+        plot_training_curves(history, output_dir / CURVES_FILE, f"{stage}: GRPO rewards",
+                             held_out={"before": before, "after": after})
+        save_recipe(config, output_dir)
+    return results
+
+
+def _last_checkpoint(config: R1GRPOConfig) -> str | bool | None:
+    """Resume from the newest ``checkpoint-N`` in the output dir, so an interrupted stage picks up."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    output_dir = Path(config.output_dir)
+    if not output_dir.is_dir():
+        return None
+    return get_last_checkpoint(str(output_dir))
+
+
+def run(config: R1GRPOConfig) -> dict[str, Any]:
+    return run_grpo_stage(config, STAGE)
