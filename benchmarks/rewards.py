@@ -5,8 +5,9 @@
 The mix imitates GRPO batches: prompts with a gold answer, ``--group-size`` completions each (R1
 ``<answer>`` tags, ``\\boxed{}`` answers and plain "the answer is ..." endings), mostly plain numbers and
 short LaTeX answers, a few multiple-choice, tuple/interval and equation answers, a few truncated
-completions and unparseable golds, and ``--pathological`` power towers. Every completion is built from a
-known-correct or known-wrong answer, which gives its ground-truth label (None for an unparseable gold).
+completions and unparseable golds, and ``--pathological`` answers that make SymPy grind (power towers, a huge
+factorial). Every completion is built from a known-correct or known-wrong answer, which gives its
+ground-truth label (None for an unparseable gold; 0 for a pathological answer).
 
 The baseline is what a naive user writes: ``math_verify.parse`` on the gold and on the whole completion,
 then ``verify``, per completion, on the main thread so that math-verify's own timeouts apply.
@@ -27,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from math_verify import parse, verify  # noqa: E402 - imported before timing, as a user's program would
 
 import reward_funcs.accuracy  # noqa: E402,F401 - registers "accuracy"
 from reward_funcs import _verify_client, get  # noqa: E402
@@ -57,7 +60,11 @@ class Problem:
 
 def integer_problem(rng: random.Random) -> Problem:
     n = rng.choice([rng.randint(0, 100), rng.randint(100, 5000), rng.randint(5000, 2_000_000)])
-    gold = str(n) if rng.random() < 0.7 else f"She has {n // 2} and gets {n - n // 2} more: {n // 2} + {n - n // 2} = {n}.\n#### {n}"
+    gold = (
+        str(n)
+        if rng.random() < 0.7
+        else f"She has {n // 2} and gets {n - n // 2} more: {n // 2} + {n - n // 2} = {n}.\n#### {n}"
+    )
     unit = rng.choice(["apples", "dollars", "cm", "minutes", "students"])
 
     def written(value: int) -> list[str]:
@@ -82,7 +89,9 @@ def decimal_problem(rng: random.Random) -> Problem:
 def percent_problem(rng: random.Random) -> Problem:
     p = rng.randint(1, 99)
     q = p + rng.choice([-5, -1, 1, 5])
-    return Problem("percent", f"{p}\\%", [f"{p}\\%", f"{p}%", f"{p} percent", f"{p}"], [f"{q}\\%", f"{q}%", f"{q}"])
+    return Problem(
+        "percent", f"{p}\\%", [f"{p}\\%", f"{p}%", f"{p} percent", f"{p}"], [f"{q}\\%", f"{q}%", f"{q}"]
+    )
 
 
 def fraction_problem(rng: random.Random) -> Problem:
@@ -121,7 +130,9 @@ def radical_problem(rng: random.Random) -> Problem:
 
 def polynomial_problem(rng: random.Random) -> Problem:
     a = rng.randint(1, 9)
-    return Problem("polynomial", f"(x+{a})^2", [f"(x+{a})^2", f"x^2+{2 * a}x+{a * a}"], [f"x^2+{a * a}", f"(x-{a})^2"])
+    return Problem(
+        "polynomial", f"(x+{a})^2", [f"(x+{a})^2", f"x^2+{2 * a}x+{a * a}"], [f"x^2+{a * a}", f"(x-{a})^2"]
+    )
 
 
 def tuple_problem(rng: random.Random) -> Problem:
@@ -129,10 +140,16 @@ def tuple_problem(rng: random.Random) -> Problem:
     b = a + rng.randint(1, 9)
     kind = rng.choice(["tuple", "interval", "set"])
     if kind == "tuple":
-        return Problem("tuple", f"({b}, {a})", [f"({b}, {a})", f"({b},{a})"], [f"({a}, {b})", f"({b}, {a + 1})"])
+        return Problem(
+            "tuple", f"({b}, {a})", [f"({b}, {a})", f"({b},{a})"], [f"({a}, {b})", f"({b}, {a + 1})"]
+        )
     if kind == "interval":
-        return Problem("interval", f"[{a}, {b})", [f"[{a}, {b})", f"[{a},{b})"], [f"({a}, {b}]", f"[{a}, {b}]"])
-    return Problem("set", f"\\{{{a}, {b}\\}}", [f"\\{{{b}, {a}\\}}", f"\\{{{a},{b}\\}}"], [f"\\{{{a}, {b + 1}\\}}"])
+        return Problem(
+            "interval", f"[{a}, {b})", [f"[{a}, {b})", f"[{a},{b})"], [f"({a}, {b}]", f"[{a}, {b}]"]
+        )
+    return Problem(
+        "set", f"\\{{{a}, {b}\\}}", [f"\\{{{b}, {a}\\}}", f"\\{{{a},{b}\\}}"], [f"\\{{{a}, {b + 1}\\}}"]
+    )
 
 
 def equation_problem(rng: random.Random) -> Problem:
@@ -167,8 +184,26 @@ CATEGORY_WEIGHTS: list[tuple[Callable[[random.Random], Problem], float]] = [
     (choice_problem, 0.05),
 ]
 UNPARSEABLE_GOLDS = ["", "\\frac{", "}{", "\\boxed{}"]
-TOWERS = ["9^{9^{9^{9}}}", "9^{9^{9^{9^{9}}}}", "2^{2^{2^{2^{2^{9}}}}}"]
-WORDS = ["so", "then", "we", "get", "and", "the", "total", "is", "which", "gives", "thus", "hence", "first", "next"]
+# Answers that make SymPy grind, written boxed (so that the baseline, too, reads them). accuracy rejects a
+# bare power tower against a number at once (it provably cannot be equal); the factorial has to go through
+# math-verify and costs accuracy its timeout.
+PATHOLOGICAL_ANSWERS = ["9^{9^{9^{9}}}", "(10^{7})!", "9^{9^{9^{9^{9}}}}"]
+WORDS = [
+    "so",
+    "then",
+    "we",
+    "get",
+    "and",
+    "the",
+    "total",
+    "is",
+    "which",
+    "gives",
+    "thus",
+    "hence",
+    "first",
+    "next",
+]
 
 
 def reasoning(rng: random.Random) -> str:
@@ -176,7 +211,11 @@ def reasoning(rng: random.Random) -> str:
     for _ in range(rng.randint(1, 6)):
         a, b = rng.randint(2, 300), rng.randint(2, 300)
         words = " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 12)))
-        sentences.append(rng.choice([f"{words} {a} + {b} = {a + b}.", f"{words} ${a} \\times {b} = {a * b}$.", f"{words}."]))
+        sentences.append(
+            rng.choice(
+                [f"{words} {a} + {b} = {a + b}.", f"{words} ${a} \\times {b} = {a * b}$.", f"{words}."]
+            )
+        )
     return " ".join(sentences)
 
 
@@ -207,39 +246,54 @@ def make_mix(n: int, group_size: int, pathological: int, seed: int) -> list[Samp
                 text = completion_text(rng, answer)
             label: Label = None if unparseable else float(is_correct)
             samples.append(Sample(gold, text, label, "unparseable gold" if unparseable else problem.category))
-    for index in rng.sample(range(len(samples)), min(pathological, len(samples))):
-        tower = rng.choice(TOWERS)
-        text = completion_text(rng, tower)
-        samples[index] = Sample(samples[index].gold if samples[index].label is not None else "7", text, 0.0, "pathological")
+    for number, index in enumerate(rng.sample(range(len(samples)), min(pathological, len(samples)))):
+        answer = PATHOLOGICAL_ANSWERS[number % len(PATHOLOGICAL_ANSWERS)]
+        text = f"{reasoning(rng)}\nTherefore, the final answer is $\\boxed{{{answer}}}$."
+        gold = samples[index].gold if samples[index].label is not None else "7"
+        samples[index] = Sample(gold, text, 0.0, "pathological")
     return samples
 
 
 # --- scorers -----------------------------------------------------------------------------------------
 
 
-def score_with_accuracy(samples: list[Sample], group_size: int, timeout: float) -> list[Label]:
+def score_with_accuracy(
+    samples: list[Sample], group_size: int, timeout: float
+) -> tuple[list[Label], list[float], int]:
+    """Scores; the seconds of each call, all on its pathological completion if it has one, else spread
+    evenly; and how many answers ran out of time."""
     reward = get("accuracy", timeout=timeout)
     scores: list[Label] = []
+    seconds: list[float] = []
+    timeouts: list[float] = []
     for start in range(0, len(samples), group_size):
         group = samples[start : start + group_size]
-        scores.extend(reward([s.completion for s in group], solution=[s.gold for s in group]))
-    return scores
+        began = time.perf_counter()
+        scores.extend(
+            reward(
+                [s.completion for s in group],
+                solution=[s.gold for s in group],
+                log_metric=lambda name, value: timeouts.append(value),
+            )
+        )
+        elapsed = time.perf_counter() - began
+        pathological = [s.category == "pathological" for s in group]
+        if any(pathological):
+            seconds.extend(elapsed / sum(pathological) if flag else 0.0 for flag in pathological)
+        else:
+            seconds.extend([elapsed / len(group)] * len(group))
+    return scores, seconds, int(sum(timeouts))
 
 
-def score_with_naive_math_verify(samples: list[Sample]) -> list[Label]:
-    from math_verify import parse, verify
-
+def score_with_naive_math_verify(samples: list[Sample]) -> tuple[list[Label], list[float]]:
     scores: list[Label] = []
+    seconds: list[float] = []
     for sample in samples:
+        began = time.perf_counter()
         gold = parse(sample.gold)
         scores.append(float(verify(gold, parse(sample.completion))) if gold else None)
-    return scores
-
-
-def timed(scorer: Callable[[], list[Label]]) -> tuple[list[Label], float]:
-    start = time.perf_counter()
-    scores = scorer()
-    return scores, time.perf_counter() - start
+        seconds.append(time.perf_counter() - began)
+    return scores, seconds
 
 
 def agreement(scores: list[Label], samples: list[Sample]) -> float:
@@ -252,7 +306,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--group-size", type=int, default=8, help="completions per prompt = per reward call")
     parser.add_argument("--pathological", type=int, default=3, help="power-tower completions in the mix")
-    parser.add_argument("--timeout", type=float, default=reward_funcs.accuracy.DEFAULT_TIMEOUT, help="accuracy's timeout")
+    parser.add_argument(
+        "--timeout", type=float, default=reward_funcs.accuracy.DEFAULT_TIMEOUT, help="accuracy's timeout"
+    )
     parser.add_argument("--by-category", action="store_true", help="also print agreement per answer category")
     args = parser.parse_args()
     if args.n < 1 or args.group_size < 1 or args.pathological < 0:
@@ -261,19 +317,49 @@ def main() -> None:
 
     samples = make_mix(args.n, args.group_size, args.pathological, args.seed)
     counts = Counter(sample.category for sample in samples)
-    print(f"mix: {len(samples)} completions, seed {args.seed}: " + ", ".join(f"{k} {v}" for k, v in counts.most_common()))
+    print(
+        f"mix: {len(samples)} completions, seed {args.seed}: "
+        + ", ".join(f"{k} {v}" for k, v in counts.most_common())
+    )
 
     _verify_client.shutdown()  # measure from a cold worker: its start-up is part of our cost
-    ours, ours_seconds = timed(lambda: score_with_accuracy(samples, args.group_size, args.timeout))
-    naive, naive_seconds = timed(lambda: score_with_naive_math_verify(samples))
+    began = time.perf_counter()
+    ours, ours_seconds, ours_timeouts = score_with_accuracy(samples, args.group_size, args.timeout)
+    ours_total = time.perf_counter() - began
+    began = time.perf_counter()
+    naive, naive_seconds = score_with_naive_math_verify(samples)
+    naive_total = time.perf_counter() - began
 
-    print(f"\n{'':32}{'accuracy':>14}{'naive math-verify':>20}")
-    print(f"{'seconds':32}{ours_seconds:>14.2f}{naive_seconds:>20.2f}")
-    print(f"{'completions / s':32}{len(samples) / ours_seconds:>14.1f}{len(samples) / naive_seconds:>20.1f}")
-    print(f"{'agreement with labels':32}{agreement(ours, samples):>14.1%}{agreement(naive, samples):>20.1%}")
-    print(f"\nthroughput ratio (accuracy / naive): {naive_seconds / ours_seconds:.1f}x")
+    normal = [i for i, sample in enumerate(samples) if sample.category != "pathological"]
+    ours_normal = sum(ours_seconds[i] for i in normal)
+    naive_normal = sum(naive_seconds[i] for i in normal)
+    n_pathological = len(samples) - len(normal)
+
+    def row(name: str, ours_value: str, naive_value: str) -> None:
+        print(f"{name:40}{ours_value:>12}{naive_value:>20}")
+
+    print()
+    row("", "accuracy", "naive math-verify")
+    row("seconds", f"{ours_total:.2f}", f"{naive_total:.2f}")
+    row("completions / s", f"{len(samples) / ours_total:.1f}", f"{len(samples) / naive_total:.1f}")
+    row("agreement with labels", f"{agreement(ours, samples):.1%}", f"{agreement(naive, samples):.1%}")
+    row(
+        f"seconds on the {n_pathological} pathological",
+        f"{ours_total - ours_normal:.2f}",
+        f"{naive_total - naive_normal:.2f}",
+    )
+    row(
+        "completions / s without them",
+        f"{len(normal) / ours_normal:.1f}",
+        f"{len(normal) / naive_normal:.1f}",
+    )
+    print(f"\naccuracy ran out of time on {ours_timeouts} answer(s) (timeout {args.timeout:g} s)")
+    print(
+        f"throughput ratio (accuracy / naive): {naive_total / ours_total:.1f}x, "
+        f"{naive_normal / ours_normal:.1f}x without the pathological completions"
+    )
     if args.by_category:
-        print(f"\n{'agreement by category':32}{'accuracy':>14}{'naive math-verify':>20}{'n':>8}")
+        print(f"\n{'agreement by category':40}{'accuracy':>12}{'naive math-verify':>20}{'n':>8}")
         by_category: dict[str, list[int]] = defaultdict(list)
         for index, sample in enumerate(samples):
             by_category[sample.category].append(index)
@@ -281,7 +367,7 @@ def main() -> None:
             subset = [samples[i] for i in indices]
             ours_subset = agreement([ours[i] for i in indices], subset)
             naive_subset = agreement([naive[i] for i in indices], subset)
-            print(f"{category:32}{ours_subset:>14.1%}{naive_subset:>20.1%}{len(indices):>8}")
+            print(f"{category:40}{ours_subset:>12.1%}{naive_subset:>20.1%}{len(indices):>8}")
 
 
 if __name__ == "__main__":

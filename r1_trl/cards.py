@@ -191,13 +191,18 @@ def numeric_metrics(metrics: Mapping[str, Any]) -> dict[str, float | int]:
 
 
 def build_model_card(context: ModelCardContext) -> ModelCard:
-    manifest, stage = context.manifest, context.stage
-    entry = manifest["stages"][stage]
-    config: Mapping[str, Any] = entry.get("config") or {}
-    kind = trainer_kind(stage, entry)
-    metrics, before = stage_metrics(context.run_dir, stage, entry)
-    stage_dir = context.run_dir / (entry.get("output_dir") or stage)
+    entry = context.manifest["stages"][context.stage]
+    kind = trainer_kind(context.stage, entry)
+    metrics, before = stage_metrics(context.run_dir, context.stage, entry)
+    return ModelCard.from_template(
+        _model_card_data(context, kind, metrics),
+        template_str=template_text(MODEL_CARD_TEMPLATE),
+        **_model_card_fields(context, kind, metrics, before),
+    )
 
+
+def _model_card_data(context: ModelCardContext, kind: str, metrics: Mapping[str, Any]) -> ModelCardData:
+    """The YAML metadata: lineage as Hub ids, tags, and the held-out metrics as `model-index`."""
     eval_dataset = _eval_dataset(context.datasets)
     eval_results = [
         EvalResult(
@@ -212,34 +217,41 @@ def build_model_card(context: ModelCardContext) -> ModelCard:
         for name, value in numeric_metrics(metrics).items()
     ]
     hub_datasets = _unique(ref.hub_id for ref in context.datasets.values() if ref.hub_id)
-    card_data = ModelCardData(
+    return ModelCardData(
         model_name=context.pushed_ref,
         base_model=context.base_model.hub_id,
         datasets=hub_datasets or None,
         library_name="transformers",
         license=context.license,
         pipeline_tag="text-generation",
-        tags=_unique(["r1-trl", "trl", kind, stage, "deepseek-r1", "reasoning", *PAPER_TAGS]),
+        tags=_unique(["r1-trl", "trl", kind, context.stage, "deepseek-r1", "reasoning", *PAPER_TAGS]),
         eval_results=eval_results or None,
     )
+
+
+def _model_card_fields(
+    context: ModelCardContext, kind: str, metrics: Mapping[str, Any], before: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The values the model card template renders."""
+    manifest, stage = context.manifest, context.stage
+    entry = manifest["stages"][stage]
+    config: Mapping[str, Any] = entry.get("config") or {}
+    stage_dir = context.run_dir / (entry.get("output_dir") or stage)
     rewards = list(entry.get("reward_funcs") or [])
     weights = list(entry.get("reward_weights") or [1.0] * len(rewards))
     if len(weights) != len(rewards):
         raise ValueError(
             f"stage {stage!r}: {len(rewards)} reward_funcs but {len(weights)} reward_weights in manifest.json"
         )
-    curves = stage_dir / "curves.png"
-    return ModelCard.from_template(
-        card_data,
-        template_str=template_text(MODEL_CARD_TEMPLATE),
-        title=f"{context.pushed_ref.split('@')[0].split('/')[-1]} — {stage}",
-        stage=stage,
-        trainer_label=TRAINER_LABELS[kind],
-        run_id=manifest.get("run_id", "unknown"),
-        pushed_ref=context.pushed_ref,
-        pipeline=_pipeline_rows(manifest, stage, context.stage_refs),
-        base_model=_ref_view(context.base_model),
-        datasets=[
+    return {
+        "title": f"{context.pushed_ref.split('@')[0].split('/')[-1]} — {stage}",
+        "stage": stage,
+        "trainer_label": TRAINER_LABELS[kind],
+        "run_id": manifest.get("run_id", "unknown"),
+        "pushed_ref": context.pushed_ref,
+        "pipeline": _pipeline_rows(manifest, stage, context.stage_refs),
+        "base_model": _ref_view(context.base_model),
+        "datasets": [
             {
                 "role": _cell(role),
                 "ref": ref.ref,
@@ -249,16 +261,16 @@ def build_model_card(context: ModelCardContext) -> ModelCard:
             }
             for role, ref in context.datasets.items()
         ],
-        rewards=[
+        "rewards": [
             {"name": _cell(name), "weight": _format(weight)}
             for name, weight in zip(rewards, weights, strict=True)
         ],
-        hyperparameters=[
+        "hyperparameters": [
             {"name": key, "value": _cell(_format(config[key]))}
             for key in KEY_HYPERPARAMETERS
             if config.get(key) is not None
         ],
-        metrics=[
+        "metrics": [
             {
                 "name": _cell(name),
                 "value": _cell(_format(value)),
@@ -266,14 +278,14 @@ def build_model_card(context: ModelCardContext) -> ModelCard:
             }
             for name, value in metrics.items()
         ],
-        has_before=bool(before),
-        curves="curves.png" if curves.is_file() else None,
-        command=entry.get("command") or "(not recorded)",
-        recipe=_recipe_text(stage_dir, config),
-        seed=entry.get("seed", "not recorded"),
-        seconds=_format_seconds((entry.get("timings") or {}).get("seconds")),
-        license=_license_text(context.license),
-    )
+        "has_before": bool(before),
+        "curves": "curves.png" if (stage_dir / "curves.png").is_file() else None,
+        "command": entry.get("command") or "(not recorded)",
+        "recipe": _recipe_text(stage_dir, config),
+        "seed": entry.get("seed", NOT_RECORDED),
+        "seconds": _format_seconds((entry.get("timings") or {}).get("seconds")),
+        "license": _license_text(context.license),
+    }
 
 
 # ---- dataset card ---------------------------------------------------------------------------------------
@@ -381,8 +393,10 @@ def _pipeline_rows(
 
 
 def _ref_view(ref: Ref) -> dict[str, Any]:
-    recorded = ref.ref != NOT_RECORDED
-    note = " (a local path when this stage ran)" if ref.local and recorded else ""
+    note = ""
+    if ref.local and ref.ref != NOT_RECORDED:
+        looks_like_path = "/" in ref.ref or "\\" in ref.ref or ref.ref.startswith((".", "~"))
+        note = " (a local path when this stage ran)" if looks_like_path else " (not a Hub repo)"
     return {"ref": ref.ref, "revision": ref.revision, "note": note}
 
 

@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "demo": "Offline end-to-end demo on the built-in tiny model (default: r1-zero).",
     "check-recipe": "Validate a recipe YAML before any compute; errors name the field.",
     "build-tiny": "Build (or locate) the cached tiny offline base model and print its path.",
+    "push": "(Re-)push a finished run directory to the Hub: checkpoints, generated datasets, cards, lineage.",
 }
 
 
@@ -128,6 +129,26 @@ def cmd_build_tiny(argv: Sequence[str]) -> int:
     return 0
 
 
+def cmd_push(argv: Sequence[str]) -> int:
+    from r1_trl.hub import push_run
+
+    parser = argparse.ArgumentParser(prog="r1-trl push", description=COMMANDS["push"])
+    parser.add_argument("run_dir", help="A run directory holding manifest.json.")
+    parser.add_argument("--repo-id", required=True, help="Model repo (owner/name); stages go to branches of it.")
+    parser.add_argument("--dataset-repo-id", default=None, help="Dataset repo (default: <repo-id>-datasets).")
+    parser.add_argument("--layout", choices=("branch", "repo"), default="branch",
+                        help="'branch': one branch per stage; 'repo': one repo per stage.")
+    parser.add_argument("--private", action="store_true", help="Create private repos.")
+    parser.add_argument("--no-push", action="store_true", help="Write the exact Hub layout under RUN_DIR/hub only.")
+    parser.add_argument("--stage", action="append", default=None, help="Only this stage (repeatable).")
+    args = parser.parse_args(list(argv))
+    pushed = push_run(args.run_dir, args.repo_id, args.dataset_repo_id, layout=args.layout,
+                      private=args.private or None, no_push=args.no_push, stages=args.stage)
+    for stage, refs in pushed.items():
+        print(f"{stage}: model {refs.get('model')}; datasets {sorted(refs.get('datasets', {}))}")
+    return 0
+
+
 def _print_before_after(results: dict) -> None:
     if "before" not in results:
         return
@@ -142,6 +163,7 @@ HANDLERS: dict[str, Callable[[Sequence[str]], int]] = {
     "demo": cmd_demo,
     "check-recipe": cmd_check_recipe,
     "build-tiny": cmd_build_tiny,
+    "push": cmd_push,
 }
 
 

@@ -82,6 +82,11 @@ class R1StageArguments:
     eval_every_steps: int = field(
         default=0, metadata={"help": "Log held-out eval/* metrics every N training steps (0: only before/after)."}
     )
+    torch_num_threads: int | None = field(
+        default=None,
+        metadata={"help": "CPU threads for torch in this process (None: torch's default). Tiny CPU recipes use 1: "
+                  "the tiny model's matmuls gain nothing from threads, and threads oversubscribe a shared CPU."},
+    )
     hub_layout: str = field(
         default="branch",
         metadata={"help": "With push_to_hub: 'branch' pushes each stage to a branch of hub_model_id named "
@@ -102,6 +107,8 @@ class R1StageArguments:
                 raise RecipeError(f"{name}: must be >= 1, got {getattr(self, name)}")
         if self.train_size is not None and self.train_size < 1:
             raise RecipeError(f"train_size: must be >= 1, got {self.train_size}")
+        if self.torch_num_threads is not None and self.torch_num_threads < 1:
+            raise RecipeError(f"torch_num_threads: must be >= 1, got {self.torch_num_threads}")
         if self.hub_layout not in ("branch", "repo"):
             raise RecipeError(f"hub_layout: must be 'branch' or 'repo', got {self.hub_layout!r}")
 
@@ -109,6 +116,11 @@ class R1StageArguments:
         """TRL defaults bf16 on; without a GPU that is slow or unsupported, so default it off."""
         if getattr(self, "bf16", None) is None and not torch.cuda.is_available():
             self.bf16 = False
+
+    def apply_runtime_settings(self) -> None:
+        """Process-wide settings a stage applies before it computes anything."""
+        if self.torch_num_threads:
+            torch.set_num_threads(self.torch_num_threads)
 
 
 @dataclass

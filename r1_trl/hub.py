@@ -73,6 +73,7 @@ DEFAULT_CHECKPOINT_IGNORE = (
 )
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 _REVISION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_HUB_ID = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)(?:@(?P<revision>.+))?$")
 
 
 class HubPushError(RuntimeError):
@@ -202,6 +203,8 @@ class HubTargets:
     def stage_refs(self, manifest: Mapping[str, Any]) -> dict[str, str]:
         refs = {}
         for stage, entry in manifest["stages"].items():
+            if entry.get("status") != "done":
+                continue
             if entry.get("checkpoint") and self.repo_id:
                 refs[stage] = str(self.model(stage))
             elif entry.get("datasets") and self.dataset_repo_id:
@@ -230,10 +233,11 @@ def _is_run_artifact(text: str, rel_path: str, run_dir: Path) -> bool:
 
 
 def _external_ref(text: str, run_dir: Path) -> Ref:
-    if Path(text).exists() or (run_dir / text).exists() or text.startswith((".", "/", "~")):
-        return Ref(text, local=True)
-    repo, _, revision = text.partition("@")
-    return Ref(repo, revision or None)
+    """A Hub ``owner/name[@revision]`` id, or else a local path / alias (kept out of the card metadata)."""
+    match = _HUB_ID.match(text)
+    if match and not Path(text).exists() and not (run_dir / text).exists():
+        return Ref(match["repo"], match["revision"])
+    return Ref(text, local=True)
 
 
 # ---- retries ------------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ def recipes_root() -> Path:
     """The ``recipes/`` folder: the repository's in a checkout, the wheel's copy when installed."""
     if REPO_RECIPES.is_dir():
         return REPO_RECIPES
-    return Path(str(resources.files("r1_trl._recipes")))
+    return Path(str(resources.files("r1_trl"))) / "bundled_recipes"
 
 
 def recipe_path(relative: str) -> Path:

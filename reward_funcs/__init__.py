@@ -6,9 +6,8 @@
     [1.0]
 """
 
-from reward_funcs.registry import RewardFunc, UnknownRewardError, get, guarded, names, register
-
 # Importing a reward module registers its rewards.
-from reward_funcs import accuracy, code_exec, countdown  # noqa: E402, F401, I001
+from reward_funcs import accuracy, code_exec, countdown, formatting, language, length, repetition  # noqa: F401
+from reward_funcs.registry import RewardFunc, UnknownRewardError, get, guarded, names, register
 
 __all__ = ["RewardFunc", "UnknownRewardError", "get", "guarded", "names", "register"]

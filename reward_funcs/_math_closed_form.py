@@ -8,6 +8,7 @@ this small grammar (variables, decimals, functions, huge numbers) gives None and
 
 from __future__ import annotations
 
+import math
 import re
 from fractions import Fraction
 
@@ -17,7 +18,11 @@ _MAX_TERMS = 32
 _MAX_EXPONENT = 16
 _MAX_RADICAND = 10**8  # trial division up to 10**4 keeps sqrt cheap
 _MAX_BITS = 2048
+# A plain number or closed form stays far below 2**8192 (bounded digits, bits, terms and powers of pi).
+_HUGE_LOG2 = 8192
+_SMALL_LOG2 = 64
 
+_TOWER_LEVEL = re.compile(r"\s*(\d+)\s*(?:\^\s*(?:\{|(\d)(?!\d)))?")
 _TOKEN = re.compile(r"\s*(\\[A-Za-z]+|\\[,;:! ]|\d+|[-+*/^(){}])")
 _SPACING = frozenset({"\\,", "\\;", "\\:", "\\!", "\\ ", "\\left", "\\right", "\\displaystyle"})
 _FRACTIONS = frozenset({"\\frac", "\\dfrac", "\\tfrac"})
@@ -64,7 +69,8 @@ class ClosedForm:
         terms: dict[Key, Fraction] = {}
         for (m1, k1), c1 in self.terms.items():
             for (m2, k2), c2 in other.terms.items():
-                common = _gcd(m1, m2)  # sqrt(m1)*sqrt(m2) = common * sqrt(m1/common * m2/common), still square-free
+                # sqrt(m1) * sqrt(m2) = common * sqrt(m1/common * m2/common), and the radicand stays square-free
+                common = _gcd(m1, m2)
                 key = ((m1 // common) * (m2 // common), k1 + k2)
                 terms[key] = terms.get(key, Fraction(0)) + c1 * c2 * common
         return ClosedForm(terms)
@@ -234,7 +240,10 @@ class _Parser:
         if token in _FRACTIONS:
             if self.peek() is not None and self.peek().isdigit() and len(self.peek()) == 2:  # \frac12
                 digits = self.take()
-                numerator, denominator = ClosedForm.rational(int(digits[0])), ClosedForm.rational(int(digits[1]))
+                numerator, denominator = (
+                    ClosedForm.rational(int(digits[0])),
+                    ClosedForm.rational(int(digits[1])),
+                )
             else:
                 numerator, denominator = self.argument(depth), self.argument(depth)
             inverse = denominator.inverse()
@@ -273,3 +282,47 @@ def _square_root(value: ClosedForm) -> ClosedForm:
         raise _Unsupported
     outside, inside = _square_free(radicand)
     return ClosedForm({(inside, 0): Fraction(outside, rational.denominator)})
+
+
+def is_huge_power(text: str) -> bool:
+    r"""Whether ``text`` is a power tower of integers, like ``9^{9^{9^{9}}}``, worth more than ``2**8192``.
+
+    Such a value cannot equal any plain number or closed form of this module, which all stay far
+    smaller, while SymPy may spend minutes evaluating it; the magnitude is bounded with logarithms.
+
+    >>> is_huge_power(r"9^{9^{9^{9}}}"), is_huge_power(r"2^{8193}"), is_huge_power(r"2^{10}"), is_huge_power(r"9^{9^{9}} - 1")
+    (True, True, False, False)
+    """
+    if len(text) > _MAX_LENGTH:
+        return False
+    bases: list[int] = []
+    position, closing = 0, 0
+    while True:
+        level = _TOWER_LEVEL.match(text, position)
+        if level is None:
+            return False
+        bases.append(int(level.group(1)) if len(level.group(1)) <= 20 else 2**70)
+        position = level.end()
+        if level.group(2) is not None:  # a single-digit exponent ends the tower: 2^9
+            bases.append(int(level.group(2)))
+            break
+        if not text[level.start() : level.end()].rstrip().endswith("{"):
+            break
+        closing += 1
+    if text[position:].replace(" ", "") != "}" * closing:
+        return False
+    return _tower_log2(bases) > _HUGE_LOG2
+
+
+def _tower_log2(bases: list[int]) -> float:
+    """log2 of ``b0 ** b1 ** ... ** bn`` (right-associative); inf as soon as an exponent alone exceeds 2**64."""
+    log2_value = math.log2(bases[-1]) if bases[-1] > 0 else -math.inf
+    for base in reversed(bases[:-1]):
+        if base <= 1 or log2_value == -math.inf:
+            # 1**x and b**0 are 1 (log2 0); 0**x is 0 for x > 0
+            log2_value = 0.0 if base == 1 or log2_value == -math.inf else -math.inf
+            continue
+        if log2_value > _SMALL_LOG2:
+            return math.inf
+        log2_value = 2**log2_value * math.log2(base)
+    return log2_value

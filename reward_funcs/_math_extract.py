@@ -26,7 +26,9 @@ _PREDICTED_CHOICE = re.compile(
     r"\(?(?P<letter>[A-Ja-j])\)?(?P<rest>[.:)]?|[.:)]\s+.*|\s+.*)",
     re.IGNORECASE | re.DOTALL,
 )
-_ANCHORED_CHOICE = re.compile(r"(?:answer|option|choice)(?:\s+is)?\s*:?\s*\(?([A-J])\)?(?![A-Za-z])", re.IGNORECASE)
+_ANCHORED_CHOICE = re.compile(
+    r"(?:answer|option|choice)(?:\s+is)?\s*:?\s*\(?([A-J])\)?(?![A-Za-z])", re.IGNORECASE
+)
 
 
 def answer_tag_content(text: str) -> str | None:
@@ -55,7 +57,7 @@ def last_boxed_content(text: str) -> str | None:
 
     >>> last_boxed_content(r"so \boxed{1} or rather \boxed{\frac{1}{2}}.")
     '\\frac{1}{2}'
-    >>> last_boxed_content(r"\boxed 7") , last_boxed_content(r"\boxed{unclosed") is None
+    >>> last_boxed_content(r"\boxed 7"), last_boxed_content(r"\boxed{unclosed") is None
     ('7', True)
     """
     end = len(text)

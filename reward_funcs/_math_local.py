@@ -2,7 +2,9 @@ r"""Judge simple answers in-process, without SymPy: numbers, closed forms, and t
 
 The rules follow math-verify's: tuples and intervals are ordered (and an interval's brackets matter),
 sets and bare lists are not, ``x = 3`` equals ``3``. When either side is outside what this module
-understands the verdict is None and the pair goes to the math-verify worker.
+understands the verdict is None and the pair goes to the math-verify worker. One exception: a power tower
+such as ``9^{9^{9^{9}}}`` provably equals no number (nor set of numbers) understood here, so against
+such a gold it is rejected at once.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from reward_funcs._math_closed_form import ClosedForm, closed_form
+from reward_funcs._math_closed_form import ClosedForm, closed_form, is_huge_power
 from reward_funcs._math_numbers import PlainNumber, numbers_match, parse_plain_number
 
 _MAX_ELEMENTS = 32
@@ -80,6 +82,8 @@ def local_verdict(gold: LocalAnswer, answer: str) -> bool | None:
     """
     predicted = parse_locally(answer)
     if predicted is None:
+        if is_huge_power(answer):
+            return False  # 9^{9^{9^{9}}} equals no number (or set of numbers) parsed here; SymPy may take minutes
         return None
     if gold.variable is not None and predicted.variable is not None and gold.variable != predicted.variable:
         return None  # x = 3 vs y = 3: math-verify compares the equations
@@ -97,7 +101,9 @@ def _values_verdict(gold: Element | AnswerList, predicted: Element | AnswerList)
         return _sets_verdict(gold.elements, predicted.elements)
     if len(gold.elements) != len(predicted.elements):
         return False
-    return _all_verdicts(_elements_verdict(g, p) for g, p in zip(gold.elements, predicted.elements, strict=True))
+    return _all_verdicts(
+        _elements_verdict(g, p) for g, p in zip(gold.elements, predicted.elements, strict=True)
+    )
 
 
 def _sets_verdict(gold: tuple[Element, ...], predicted: tuple[Element, ...]) -> bool | None:

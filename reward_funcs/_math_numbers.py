@@ -36,6 +36,7 @@ _UNIT_TOKEN = re.compile(
     r"|\\[,;:! ]|~"
     r")(?:\s*\^\s*\{?\s*[23]\s*\}?)?"
 )
+# fmt: off
 # Units that may follow a number without a space; any word of two letters or more may follow after one.
 _ATTACHED_UNITS = frozenset(
     {
@@ -54,6 +55,7 @@ _NOT_UNITS = frozenset(
         "quarters", "tenths", "hundredths",
     }
 )
+# fmt: on
 
 
 @dataclass(frozen=True)
@@ -124,7 +126,9 @@ def _only_units(text: str, position: int) -> bool:
         attached = not token.group("space") and position > 0 and text[position - 1].isdigit()
         if token.group("word") is not None and not _is_unit_word(token.group("word"), attached):
             return False
-        if token.group("text") is not None and not all(_is_unit_word(word, False) for word in token.group("text").split()):
+        if token.group("text") is not None and not all(
+            _is_unit_word(word, False) for word in token.group("text").split()
+        ):
             return False
         position = token.end()
     return True

@@ -1,16 +1,21 @@
 """Verify math answers in a persistent child process, with a wall-clock timeout on every answer.
 
 Why a child process: math-verify bounds its work with ``signal.alarm``, which only works on the main
-thread of the main interpreter (so not in TRL's reward threads or a user's thread pool), and no signal
-can interrupt a single long C call such as ``9**(9**(9**9))``. Killing a process always works.
+thread of the main interpreter (so not in TRL's reward threads, a user's thread pool or an async loop),
+and no signal interrupts work stuck inside one C call, such as a huge integer power. Killing a process
+always works.
 
 Why ``subprocess.Popen`` and not ``multiprocessing``: a daemonic process (every DataLoader worker) may not
 start multiprocessing children, but it may start ordinary subprocesses.
 
-The worker (``_verify_worker.py``) is started lazily, shared by all threads of a process (a lock
-serialises them) and never shared across ``fork``: a child process forgets the parent's worker and
-starts its own. A request that exceeds its timeout gets 0.0, its worker is killed and a replacement is
-started at once, so the next answer does not wait for a cold start. The worker is stopped at exit.
+Two levels of timeout: the worker interrupts its own work at ``SOFT_TIMEOUT_FRACTION`` of the timeout
+(an interval timer on its main thread) and answers 0.0, staying alive; if no answer arrives within the
+full timeout the client kills it, scores 0.0 and starts a replacement at once, so the rest of the batch
+does not wait for a cold start any longer than needed.
+
+The worker is started lazily, shared by all threads of a process (a lock serialises them) and never
+shared across ``fork``: a child process forgets the parent's worker and starts its own. It is stopped at
+interpreter exit, and exits by itself when its stdin closes (its parent died).
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ class VerifierError(RuntimeError):
 
 
 class BatchResult(NamedTuple):
-    """Scores in request order (None: gold unparseable) and how many answers hit the timeout."""
+    """Scores in request order (None: gold unparseable) and how many answers ran out of time."""
 
     scores: list[float | None]
     timeouts: int
@@ -183,7 +188,11 @@ _worker: _WorkerProcess | None = None
 
 def validate_timeout(timeout: Any) -> float:
     """``timeout`` as a float, or a ValueError saying why it is not a usable number of seconds."""
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not (math.isfinite(timeout) and timeout > 0):
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not (math.isfinite(timeout) and timeout > 0)
+    ):
         raise ValueError(f"timeout must be a positive, finite number of seconds, got {timeout!r}")
     return float(timeout)
 
@@ -201,31 +210,40 @@ def verify_pairs(pairs: Sequence[tuple[str, str]], timeout: float) -> BatchResul
     done = 0
     send_failures = 0
     with _lock:
-        while done < len(pairs):
-            worker = _ready_worker()
-            request = {"items": [list(pair) for pair in pairs[done:]], "soft_timeout": timeout * SOFT_TIMEOUT_FRACTION}
-            try:
-                if not worker.send(json.dumps(request).encode("ascii") + b"\n", time.monotonic() + timeout):
-                    raise _WorkerGone("the worker did not read its request")
-            except _WorkerGone:
-                send_failures += 1
-                _replace_worker()
-                if send_failures > 1:
-                    raise VerifierError("the math verification worker keeps failing to accept requests") from None
-                continue
-            try:
-                while done < len(pairs):
-                    message = worker.receive(time.monotonic() + timeout)
-                    if message is None:
-                        timeouts += 1
-                        raise _WorkerGone("timeout")
-                    scores[done] = _score(message)
+        try:
+            while done < len(pairs):
+                worker = _ready_worker()
+                if not _send_request(worker, pairs[done:], timeout):
+                    send_failures += 1
+                    if send_failures > 1:
+                        raise VerifierError("the math verification worker keeps failing to accept requests")
+                    _replace_worker()
+                    continue
+                try:
+                    while done < len(pairs):
+                        message = worker.receive(time.monotonic() + timeout)
+                        if message is None:
+                            timeouts += 1
+                            raise _WorkerGone("timeout")
+                        scores[done] = _score(message)
+                        timeouts += message.get("timed_out") is True
+                        done += 1
+                except _WorkerGone:
+                    scores[done] = 0.0
                     done += 1
-            except _WorkerGone:
-                scores[done] = 0.0
-                done += 1
-                _replace_worker()
+                    _replace_worker()
+        except BaseException:
+            _discard_worker()  # interrupted mid-batch (e.g. Ctrl-C): the next call must not read its late replies
+            raise
     return BatchResult(scores, timeouts)
+
+
+def _send_request(worker: _WorkerProcess, pairs: Sequence[tuple[str, str]], timeout: float) -> bool:
+    request = {"items": [list(pair) for pair in pairs], "soft_timeout": timeout * SOFT_TIMEOUT_FRACTION}
+    try:
+        return worker.send(json.dumps(request).encode("ascii") + b"\n", time.monotonic() + timeout)
+    except _WorkerGone:
+        return False
 
 
 def _score(message: dict[str, Any]) -> float | None:
@@ -254,12 +272,20 @@ def _ready_worker() -> _WorkerProcess:
     return _worker
 
 
+def _discard_worker() -> None:
+    global _worker
+    if _worker is not None:
+        if _worker.owner_pid == os.getpid():
+            _worker.kill()
+        else:
+            _worker.abandon()
+        _worker = None
+
+
 def _replace_worker() -> None:
     """Kill the current worker and start the next one now, so its start-up overlaps the caller's work."""
     global _worker
-    if _worker is not None:
-        _worker.kill()
-        _worker = None
+    _discard_worker()
     try:
         _worker = _WorkerProcess()
     except OSError:

@@ -8,7 +8,8 @@ Protocol (one JSON object per line, ASCII):
 
 - on start the worker writes ``{"ready": true}``;
 - request: ``{"items": [[gold, prediction], ...], "soft_timeout": seconds}``;
-- for each item, in order: ``{"score": 1.0 | 0.0 | null}``; null means the gold could not be parsed.
+- for each item, in order: ``{"score": 1.0 | 0.0 | null, "timed_out": bool}``; a null score means the
+  gold could not be parsed; ``timed_out`` that the soft timeout cut the work short.
 
 math-verify's own timeouts (``signal.alarm``) are disabled. The worker arms its own interval timer per
 item (``soft_timeout``), which interrupts slow Python-level SymPy work and keeps the process alive; work
@@ -21,6 +22,7 @@ import argparse
 import contextlib
 import json
 import logging
+import re
 import resource
 import signal
 import sys
@@ -31,6 +33,7 @@ from typing import Any
 READY_LINE = {"ready": True}
 _GOLD_CACHE_SIZE = 4096
 _UNPARSEABLE: tuple[Any, ...] = ()
+_MATH_DELIMITER = re.compile(r"(?<!\\)\$|\\\(|\\\[")
 
 
 class _SoftTimeout(BaseException):
@@ -58,28 +61,33 @@ class Verifier:
 
     def score(self, gold: str, prediction: str, soft_timeout: float) -> float | None:
         """1.0 / 0.0, or None when the gold cannot be parsed (or its parsing times out)."""
+        return self.judge(gold, prediction, soft_timeout)[0]
+
+    def judge(self, gold: str, prediction: str, soft_timeout: float) -> tuple[float | None, bool]:
+        """The score and whether the soft timeout cut the work short."""
         parsing_gold = True
         try:
             signal.setitimer(signal.ITIMER_REAL, soft_timeout)
             try:
                 gold_parsed = self._gold(gold)
                 if not gold_parsed:
-                    return None
+                    return None, False
                 parsing_gold = False
                 predicted = self.parse_answer(prediction)
                 if not predicted:
-                    return 0.0
-                return 1.0 if self._verify(list(gold_parsed), predicted, timeout_seconds=None) else 0.0
+                    return 0.0, False
+                equal = self._verify(list(gold_parsed), predicted, timeout_seconds=None)
+                return (1.0 if equal else 0.0), False
             finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)
         except _SoftTimeout:
             if parsing_gold:
                 self._remember(gold, _UNPARSEABLE)
-                return None
-            return 0.0
+                return None, True
+            return 0.0, True
         except Exception:  # noqa: BLE001 - math-verify catches its own errors; this is a last resort
             logging.getLogger(__name__).debug("verification failed", exc_info=True)
-            return None if parsing_gold else 0.0
+            return (None if parsing_gold else 0.0), False
 
     def parse_answer(self, answer: str) -> list[Any]:
         r"""The SymPy readings of a bare answer.
@@ -87,7 +95,7 @@ class Verifier:
         A bare answer such as ``\frac{1}{3}`` or ``(1, 2)`` is parsed as LaTeX math (wrapped in ``$...$``);
         text that already has math delimiters, or that yields nothing that way, is parsed as it is.
         """
-        candidates = [answer] if ("$" in answer or "\\(" in answer or "\\[" in answer) else [f"${answer}$", answer]
+        candidates = [answer] if _MATH_DELIMITER.search(answer) else [f"${answer}$", answer]
         for text in candidates:
             parsed = self._parse(text, extraction_config=self._extraction, parsing_timeout=None)
             readings = [item for item in parsed if isinstance(item, self._sympy_types)]
@@ -124,8 +132,9 @@ def _write(stream: Any, message: dict[str, Any]) -> None:
 def serve(memory_limit_mb: int) -> None:
     """Answer requests on stdin until it is closed."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which then closes our stdin
+    # math-verify warns that its timeouts are disabled (on purpose) and logs failures, which are just scores here
     for name in ("math_verify", "latex2sympy2_extended"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)  # timeouts disabled on purpose; failures are scores
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     _limit_memory(memory_limit_mb)
     verifier = Verifier()
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
@@ -134,7 +143,8 @@ def serve(memory_limit_mb: int) -> None:
         request = json.loads(line)
         soft_timeout = float(request["soft_timeout"])
         for gold, prediction in request["items"]:
-            _write(stdout, {"score": verifier.score(gold, prediction, soft_timeout)})
+            score, timed_out = verifier.judge(gold, prediction, soft_timeout)
+            _write(stdout, {"score": score, "timed_out": timed_out})
 
 
 def main(argv: list[str] | None = None) -> None:

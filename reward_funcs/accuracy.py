@@ -31,7 +31,7 @@ from typing import Any
 
 from reward_funcs._math_extract import completion_answer, gold_answer, gold_choice, predicted_choice
 from reward_funcs._math_local import LocalAnswer, local_verdict, parse_locally
-from reward_funcs._text import Completion, column, completion_to_text
+from reward_funcs._text import Completion, completion_to_text
 from reward_funcs._verify_client import validate_timeout, verify_pairs
 from reward_funcs.registry import RewardFunc, register
 
@@ -107,8 +107,9 @@ def accuracy(
     log_metric: Callable[[str, float], None] | None = None,
     **kwargs: Any,
 ) -> list[float | None]:
-    r"""Score each completion 1.0 if its final answer equals the gold ``solution``, 0.0 if not, None if the gold is unparseable.
+    r"""1.0 when a completion's final answer equals its gold ``solution``, 0.0 when not, None when the gold is unparseable.
 
+    ``solution`` holds one gold per completion (or a list of acceptable golds per completion).
     ``timeout`` bounds the seconds spent on any one answer that needs the math-verify worker.
 
     >>> accuracy(["<think>12+2</think><answer>14</answer>", r"... so \boxed{\dfrac{2}{6}}"], solution=["14", r"\frac{1}{3}"])
@@ -122,7 +123,12 @@ def accuracy(
         raise ValueError("the accuracy reward needs the gold answers: a `solution` column in the dataset")
     timeout = validate_timeout(timeout)
     size = len(completions)
-    golds = column({"solution": solution}, "solution", size)
+    if isinstance(solution, list | tuple):
+        if len(solution) != size:
+            raise ValueError(f"got {len(solution)} gold solutions for {size} completions")
+        golds = list(solution)
+    else:
+        golds = [solution] * size  # one gold for the whole batch
     verdicts: list[list[float | None]] = [[] for _ in range(size)]
     answers: list[str] = [""] * size
     pending: dict[tuple[str, str], list[int]] = {}  # identical (gold, answer) pairs are verified once

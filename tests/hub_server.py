@@ -10,11 +10,12 @@ per object, then a verify call). The Xet protocol is not implemented: clients mu
 (`patch_endpoint` does that), which makes `huggingface_hub` fall back to LFS exactly as for a Hub without Xet.
 
 State lives in memory: repos keyed by `(repo_type, repo_id)`, each with branches pointing at immutable
-commits (a full `path -> bytes` snapshot). Every request is recorded, and failures can be injected with
-`fail(...)`, e.g. "answer the next 2 commit calls with HTTP 500".
+commits (a full `path -> bytes` snapshot). Every request is recorded; `fail(...)` injects errors ("answer
+the next 2 commit calls with HTTP 500") and `slow_down(...)` delays matching requests.
 
-Point a client at it by patching the endpoint constants (see `patch_endpoint`) or, in a fresh process, by
-setting the `HF_ENDPOINT` environment variable before `huggingface_hub` / `datasets` are imported.
+Point a client at it by patching the already-imported constants (`patch_endpoint`) or, in a fresh process, by
+setting `HF_ENDPOINT=<hub.endpoint>` and `HF_HUB_DISABLE_XET=1` before `huggingface_hub` / `datasets` are
+imported (both read them once, at import time).
 """
 
 from __future__ import annotations
@@ -262,7 +263,7 @@ class FakeHub:
                 {"type": "user", "name": self.user, "orgs": [], "auth": {"accessToken": {"role": "write"}}}
             )
         if match := _LFS_BATCH_ROUTE.match(path):
-            repo = self._repo((match["type"] or "models")[:-1], f"{match['ns']}/{match['name']}")
+            self._repo((match["type"] or "models")[:-1], f"{match['ns']}/{match['name']}")  # 404 if unknown
             return self._lfs_batch(json.loads(body or b"{}"))
         if match := _LFS_OBJECT_ROUTE.match(path):
             return self._lfs_object(method, match["oid"], bool(match["verify"]), body)

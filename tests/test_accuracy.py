@@ -205,6 +205,13 @@ def test_missing_solution_column_is_a_clear_error() -> None:
     assert reward_funcs.get("accuracy")(["<answer>1</answer>"]) == [None]  # the guard keeps training alive
 
 
+def test_gold_list_of_the_wrong_length_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="2 gold solutions for 3 completions"):
+        accuracy(["<answer>1</answer>"] * 3, solution=["1", "2"])
+    # a single gold (not a list) applies to every completion
+    assert accuracy(["<answer>1</answer>", "<answer>2</answer>"], solution="1") == [1.0, 0.0]
+
+
 # --- registry ----------------------------------------------------------------------------------------
 
 
@@ -243,13 +250,34 @@ def test_trl_keyword_arguments_are_accepted_and_logged() -> None:
 
 
 @pytest.mark.parametrize(
-    "completion",
-    [f"<answer>{TOWER}</answer>", r"\boxed{9^{9^{9^{9^{9}}}}}", rf"so \boxed{{{TOWER} - {TOWER} + 5}}"],
+    ("completion", "gold"),
+    [
+        (f"<answer>{TOWER}</answer>", "x+1"),
+        (rf"so \boxed{{{TOWER} - {TOWER} + 5}}", "5"),
+        (rf"\boxed{{{TOWER}}}", "\\frac{1}{2}\\pi + y"),
+    ],
 )
-def test_pathological_answer_scores_zero_within_the_timeout(completion: str) -> None:
+def test_pathological_answer_scores_zero_within_the_timeout(completion: str, gold: str) -> None:
+    metrics: dict[str, float] = {}
     start = time.monotonic()
-    assert accuracy([completion], solution=["5"], timeout=TIMEOUT) == [0.0]
+    scores = accuracy([completion], solution=[gold], timeout=TIMEOUT, log_metric=metrics.__setitem__)
+    assert scores == [0.0]
     assert time.monotonic() - start < TIMEOUT + MARGIN
+    assert metrics == {"accuracy/timeouts": 1.0}
+
+
+@pytest.mark.parametrize("tower", [TOWER, r"9^{9^{9^{9^{9}}}}", r"2^{2^{2^{2^{2^{9}}}}}"])
+def test_power_tower_against_a_number_is_rejected_at_once(tower: str) -> None:
+    metrics: dict[str, float] = {}
+    start = time.monotonic()
+    scores = accuracy(
+        [f"<answer>{tower}</answer>", f"\\boxed{{{tower}}}"],
+        solution=["5", "(1, 2)"],
+        log_metric=metrics.__setitem__,
+    )
+    assert scores == [0.0, 0.0]
+    assert time.monotonic() - start < 0.5 * TIMEOUT  # no timeout was waited for
+    assert metrics == {"accuracy/timeouts": 0.0}
 
 
 def test_timeout_costs_only_its_own_answer_in_a_batch() -> None:
@@ -257,13 +285,20 @@ def test_timeout_costs_only_its_own_answer_in_a_batch() -> None:
         "<answer>14</answer>",
         f"<answer>{TOWER}</answer>",
         "<answer>\\frac{2}{4}</answer>",
-        "<answer>(1,2)</answer>",
+        "<answer>2x+1</answer>",
     ]
+    metrics: dict[str, float] = {}
     start = time.monotonic()
-    scores = accuracy(completions * 3, solution=["14", "5", "0.5", "(1,2)"] * 3, timeout=TIMEOUT)
-    # identical answers are verified once, so three copies of the tower cost one timeout
-    assert time.monotonic() - start < TIMEOUT + MARGIN
+    scores = accuracy(
+        completions * 3,
+        solution=["14", "x+1", "0.5", "1+2x"] * 3,
+        timeout=TIMEOUT,
+        log_metric=metrics.__setitem__,
+    )
     assert scores == [1.0, 0.0, 1.0, 1.0] * 3
+    # identical (gold, answer) pairs are verified once, so three copies of the tower cost one timeout
+    assert time.monotonic() - start < TIMEOUT + MARGIN
+    assert metrics == {"accuracy/timeouts": 1.0}
 
 
 def test_worker_stuck_in_c_code_is_killed_and_replaced(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -275,7 +310,7 @@ def test_worker_stuck_in_c_code_is_killed_and_replaced(monkeypatch: pytest.Monke
     start = time.monotonic()
     scores = accuracy(
         [f"<answer>{TOWER}</answer>", "<answer>x+1</answer>"],
-        solution=["5", "1+x"],
+        solution=["x+1", "1+x"],
         timeout=TIMEOUT,
         log_metric=lambda name, value: metrics.__setitem__(name, value),
     )
@@ -293,6 +328,21 @@ def test_crashed_worker_is_restarted() -> None:
     worker.process.wait()
     assert accuracy(*NEEDS_WORKER) == [1.0]
     assert client._worker is not None and client._worker.process.pid != worker.process.pid
+
+
+def test_interrupted_call_does_not_leave_replies_for_the_next_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    client = reward_funcs._verify_client
+    pid = client._ready_worker().process.pid
+
+    def interrupted(self: object, deadline: float) -> None:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(client._WorkerProcess, "receive", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            accuracy(["<answer>x</answer>", "<answer>1+x</answer>"], solution=["x", "x+2"])
+    assert client._worker is None and not _process_exists(pid)
+    assert accuracy(["<answer>x+2</answer>", "<answer>x</answer>"], solution=["x", "x"]) == [0.0, 1.0]
 
 
 def test_shutdown_stops_the_worker_and_the_next_call_restarts_it() -> None:
@@ -347,9 +397,11 @@ BATCH = [
     "<answer>\\frac{1}{3}</answer>",
     f"<answer>{TOWER}</answer>",
     "<answer>(2,1)</answer>",
+    "<answer>2x+1</answer>",
 ]
-BATCH_GOLD = ["14", "0.333333", "3", "(1,2)"]
-BATCH_SCORES = [1.0, 1.0, 0.0, 0.0]
+# the tower against x+1 needs the worker, where it times out
+BATCH_GOLD = ["14", "0.333333", "x+1", "(1,2)", "1+2x"]
+BATCH_SCORES = [1.0, 1.0, 0.0, 0.0, 1.0]
 
 
 def _score_batch() -> tuple[list[float | None], float]:

@@ -5,8 +5,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import shutil
 import struct
+import subprocess
+import sys
 import time
 import zlib
 from pathlib import Path
@@ -430,14 +433,14 @@ def test_checkpoint_pusher_pushes_step_branches_during_training(hub: FakeHub, tm
 def test_checkpoint_pusher_does_not_block_and_wait_reports(hub: FakeHub, tmp_path: Path) -> None:
     checkpoint = tmp_path / "out" / "checkpoint-7"
     _tiny_model().save_pretrained(checkpoint)
-    hub.slow_down(r"/commit/", seconds=0.5)
+    hub.slow_down(r"/commit/", seconds=0.3)
     pusher = CheckpointPusher(REPO, "sft-2", retry=FAST_RETRY)
     state = TrainerState(global_step=7)
     args = TrainingArguments(output_dir=str(tmp_path / "out"), report_to=[], use_cpu=True)
 
     started = time.perf_counter()
     pusher.on_save(args, state, TrainerControl())
-    assert time.perf_counter() - started < 0.4
+    assert time.perf_counter() - started < 0.2
     assert not pusher.pushes[0][1].done()
 
     assert pusher.wait() == [f"{REPO}@sft-2-step-7"]
@@ -449,6 +452,26 @@ def test_checkpoint_pusher_does_not_block_and_wait_reports(hub: FakeHub, tmp_pat
     with pytest.raises(HubPushError, match="sft-2-step-8"):
         pusher.wait()
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["checkpoint-7", "checkpoint-8"]
+
+
+def test_checkpoint_pusher_preview_mode_copies_instead_of_pushing(hub: FakeHub, tmp_path: Path) -> None:
+    checkpoint = tmp_path / "out" / "checkpoint-5"
+    _tiny_model().save_pretrained(checkpoint)
+    (checkpoint / "optimizer.pt").write_bytes(b"state")
+    pusher = CheckpointPusher(REPO, "rl-all", layout="repo", preview_root=tmp_path / "run" / "hub")
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), report_to=[], use_cpu=True)
+
+    pusher.on_save(args, TrainerState(global_step=5), TrainerControl())
+    assert pusher.wait() == [f"{REPO}-rl-all@rl-all-step-5"]
+
+    preview = tmp_path / "run" / "hub" / "models" / f"{REPO}-rl-all" / "rl-all-step-5"
+    assert sorted(p.name for p in preview.iterdir()) == [
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+    ]
+    assert (preview / "model.safetensors").read_bytes() == (checkpoint / "model.safetensors").read_bytes()
+    assert hub.requests == []
 
 
 # ---- no_push and whole runs -------------------------------------------------------------------------------
@@ -523,9 +546,43 @@ def test_local_inputs_resolve_to_the_hub_refs_of_earlier_stages(run_dir: Path) -
     other_run.mkdir(parents=True)
     assert targets.resolve_model(str(other_run), run_dir, manifest).local
     assert targets.resolve_model(BASE_MODEL, run_dir, manifest) == Ref("Qwen/Qwen2.5-Math-1.5B", "4a83ca6e")
+    assert targets.resolve_model("Qwen/Qwen2.5-0.5B", run_dir, manifest) == Ref("Qwen/Qwen2.5-0.5B")
+    assert targets.resolve_model("tiny", run_dir, manifest) == Ref("tiny", local=True)  # an alias, no Hub id
+    assert targets.resolve_model("./models/base", run_dir, manifest).local
     data = targets.resolve_dataset({"path": "cold-start-data/datasets/cold_start"}, run_dir, manifest)
     assert data == Ref(DATA_REPO, "cold-start-data", config="cold_start")
     assert HubTargets(None, None).resolve_model("r1-zero/checkpoint", run_dir, manifest).local
+
+
+def test_hf_endpoint_environment_alone_configures_a_fresh_process(run_dir: Path) -> None:
+    """How users point r1-trl at another Hub: environment variables, no patching."""
+    script = (
+        "import json, sys\n"
+        "from r1_trl.hub import RetryPolicy, push_run\n"
+        "pushed = push_run(sys.argv[1], 'tester/tiny-r1', retry=RetryPolicy(attempts=2, base_delay=0.01))\n"
+        "print(json.dumps({stage: sorted(result) for stage, result in pushed.items()}))\n"
+    )
+    with FakeHub() as server:
+        env = {
+            **os.environ,
+            "HF_ENDPOINT": server.endpoint,
+            "HF_HUB_DISABLE_XET": "1",
+            "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")]),
+        }
+        result = subprocess.run(
+            [sys.executable, "-c", script, str(run_dir)], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert json.loads(result.stdout.strip().splitlines()[-1]) == {
+            "r1-zero": ["model"],
+            "cold-start-data": ["datasets"],
+            "cold-start-sft": ["model"],
+        }
+        assert server.branches(REPO) == {"main", "r1-zero", "cold-start-sft"}
+        card = DatasetCard(
+            server.files(DATA_REPO, "cold-start-data", repo_type="dataset")["README.md"].decode()
+        )
+        assert card.data.configs[0]["config_name"] == "cold_start"
 
 
 # ---- cards ------------------------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ def run_grpo_stage(config: R1GRPOConfig, stage: str = STAGE, language_metric: bo
     metrics before/after and the training log), ``curves.png`` and ``recipe.yaml``.
     """
     started = time.perf_counter()
+    config.apply_runtime_settings()
     model_path, revision = resolve_model(config.model_name_or_path, config.model_revision)
     if revision:
         config.model_init_kwargs = {**(config.model_init_kwargs or {}), "revision": revision}
