@@ -18,7 +18,7 @@ COMMANDS: dict[str, str] = {
     "eval": "Held-out evaluation of a model: pass@1, maj@k, pass@k, format rate, length (JSON).",
     "demo": "Offline end-to-end demo on the built-in tiny model (default: r1-zero).",
     "check-recipe": "Validate a recipe YAML before any compute; errors name the field.",
-    "build-tiny": "Build (or locate) the cached tiny offline base model and print its path.",
+    "build-tiny": "Locate (or pretrain) the tiny offline base model and print its path.",
     "push": "(Re-)push a finished run directory to the Hub: checkpoints, generated datasets, cards, lineage.",
 }
 
@@ -124,8 +124,11 @@ def cmd_check_recipe(argv: Sequence[str]) -> int:
 def cmd_build_tiny(argv: Sequence[str]) -> int:
     from r1_trl.models import load_or_build_tiny_base
 
-    argparse.ArgumentParser(prog="r1-trl build-tiny", description=COMMANDS["build-tiny"]).parse_args(list(argv))
-    print(load_or_build_tiny_base())
+    parser = argparse.ArgumentParser(prog="r1-trl build-tiny", description=COMMANDS["build-tiny"])
+    parser.add_argument("--rebuild", action="store_true",
+                        help="Pretrain from scratch into the cache even though a bundled copy exists (~5 CPU-minutes).")
+    args = parser.parse_args(list(argv))
+    print(load_or_build_tiny_base(use_bundled=not args.rebuild))
     return 0
 
 

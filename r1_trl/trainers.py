@@ -106,6 +106,7 @@ class R1GRPOTrainer(GRPOTrainer):
         extra_rounds = 0
         batch = inputs
         while True:
+            self._last_rewards_per_func = None
             rollout = super()._generate_and_score_completions(batch)
             flat = zero_variance_groups(self._group_rewards(), self.num_generations).cpu()
             informative = informative_rows_by_rank(flat, self.num_generations, world)
@@ -122,7 +123,7 @@ class R1GRPOTrainer(GRPOTrainer):
             batch = self._next_refill_batch()
 
         masked_per_rank = (rows_needed - kept_per_rank).clamp(min=0)
-        self._log_dynamic_sampling(extra_rounds, groups_flat / groups_generated, kept_per_rank, masked_per_rank)
+        self._log_dynamic_sampling(extra_rounds, groups_flat / groups_generated, rows_needed, masked_per_rank)
         if extra_rounds == 0 and groups_flat == 0:
             return rollout  # nothing was dropped: TRL's rollout as is
 
@@ -156,9 +157,9 @@ class R1GRPOTrainer(GRPOTrainer):
         return total
 
     def _log_dynamic_sampling(
-        self, extra_rounds: int, flat_share: float, kept_per_rank: torch.Tensor, masked_per_rank: torch.Tensor
+        self, extra_rounds: int, flat_share: float, rows_per_rank: int, masked_per_rank: torch.Tensor
     ) -> None:
-        rows = len(kept_per_rank) * (self.args.per_device_train_batch_size * self.args.steps_per_generation)
+        rows = len(masked_per_rank) * rows_per_rank
         masked = int(masked_per_rank.sum())
         metrics = self._metrics["train"]
         metrics["dynamic_sampling/rounds"].append(float(extra_rounds))

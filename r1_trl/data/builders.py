@@ -63,7 +63,9 @@ def load_problems(spec: PromptSpec, split: str, size: int | None) -> Dataset:
     if name == "arithmetic":
         levels = kwargs.pop("levels", 2)
         levels = tuple(levels) if isinstance(levels, list) else levels
-        return arithmetic_dataset(size or DEFAULT_SYNTHETIC_TRAIN_SIZE, seed=spec.seed, levels=levels, split=split)
+        languages = tuple(kwargs.pop("languages", ("en",)))
+        return arithmetic_dataset(size or DEFAULT_SYNTHETIC_TRAIN_SIZE, seed=spec.seed, levels=levels, split=split,
+                                  languages=languages)
     if name == "countdown":
         return countdown_dataset(size or DEFAULT_SYNTHETIC_TRAIN_SIZE, seed=spec.seed, split=split, **kwargs)
     if name in LOADERS:

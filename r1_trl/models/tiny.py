@@ -179,12 +179,34 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("R1_TRL_CACHE", Path.home() / ".cache" / "r1-trl"))
 
 
+BUNDLED_BASE = Path(__file__).with_name("tiny_base")
+
+
+def bundled_spec() -> TinyBaseSpec | None:
+    """The spec the bundled base was built from (``r1-trl build-tiny --rebuild`` regenerates it)."""
+    info = BUNDLED_BASE / "tiny_base.json"
+    if not info.is_file():
+        return None
+    fields = json.loads(info.read_text())["spec"]
+    fields["levels"] = tuple(fields["levels"])
+    return TinyBaseSpec(**fields)
+
+
 def load_or_build_tiny_base(
-    spec: TinyBaseSpec | None = None, cache_dir: str | Path | None = None, show_progress: bool = True
+    spec: TinyBaseSpec | None = None,
+    cache_dir: str | Path | None = None,
+    show_progress: bool = True,
+    use_bundled: bool = True,
 ) -> Path:
-    """Path of the cached pretrained tiny base, building it first if needed (atomically, so an
-    interrupted build never leaves a half-written model behind)."""
+    """Path of the pretrained tiny base for ``spec``.
+
+    Order: the copy bundled with the package (built from the default spec, so a fresh install needs
+    no pretraining), then the on-disk cache, then a fresh build into the cache (atomic, so an
+    interrupted build never leaves a half-written model behind).
+    """
     spec = spec or TinyBaseSpec()
+    if use_bundled and bundled_spec() == spec:
+        return BUNDLED_BASE
     cache_root = Path(cache_dir) if cache_dir else default_cache_dir()
     target = cache_root / spec.cache_key()
     if (target / "tiny_base.json").exists():

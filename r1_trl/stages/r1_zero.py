@@ -27,6 +27,7 @@ from r1_trl.trainers import R1GRPOTrainer
 logger = logging.getLogger(__name__)
 
 STAGE = "r1-zero"
+CONFIG_CLASS = R1GRPOConfig
 
 
 def run_grpo_stage(config: R1GRPOConfig, stage: str = STAGE, language_metric: bool = False) -> dict[str, Any]:
@@ -102,4 +103,4 @@ def _last_checkpoint(config: R1GRPOConfig) -> str | bool | None:
 
 
 def run(config: R1GRPOConfig) -> dict[str, Any]:
-    return run_grpo_stage(config, STAGE)
+    return run_grpo_stage(config, STAGE, language_metric="languages" in (config.task_kwargs or {}))

@@ -37,17 +37,28 @@ class Problem:
 
     @property
     def question(self) -> str:
-        return f"What is {self.expression}?"
+        return self.question_in("en")
 
-    def to_row(self) -> dict[str, object]:
+    def question_in(self, language: str) -> str:
+        try:
+            return QUESTION_FORMS[language].format(expression=self.expression)
+        except KeyError:
+            raise ValueError(f"no arithmetic question form for language {language!r}; known: {sorted(QUESTION_FORMS)}") from None
+
+    def to_row(self, language: str = "en") -> dict[str, object]:
+        question = self.question_in(language)
         return {
-            "prompt": self.question,
-            "problem": self.question,
+            "prompt": question,
+            "problem": question,
             "solution": str(self.answer),
             "steps": list(self.steps),
             "level": self.level,
             "task": "arithmetic",
+            "language": language,
         }
+
+
+QUESTION_FORMS = {"en": "What is {expression}?", "zh": "{expression} 等于多少？"}
 
 
 def solve(tokens: list[str]) -> tuple[int, list[str]]:
@@ -125,18 +136,27 @@ def iter_problems(seed: int, levels: tuple[int, ...], split: str) -> Iterator[Pr
 
 
 def arithmetic_dataset(
-    n: int, seed: int = 0, levels: int | tuple[int, ...] = 2, split: str = "train"
+    n: int,
+    seed: int = 0,
+    levels: int | tuple[int, ...] = 2,
+    split: str = "train",
+    languages: tuple[str, ...] = ("en",),
 ) -> Dataset:
-    """``n`` distinct problems as a ``Dataset`` with ``prompt``, ``solution``, ``steps``, ``level``.
+    """``n`` distinct problems as a ``Dataset`` with ``prompt``, ``solution``, ``steps``, ``level``, ``language``.
+
+    With several ``languages`` the prompts alternate between them (English "What is 2 + 3?", Chinese
+    "2 + 3 等于多少？"): the bilingual world where reasoning can mix languages.
 
     >>> ds = arithmetic_dataset(3, seed=0, levels=2, split="test")
     >>> ds.column_names
-    ['prompt', 'problem', 'solution', 'steps', 'level', 'task']
+    ['prompt', 'problem', 'solution', 'steps', 'level', 'task', 'language']
+    >>> list(arithmetic_dataset(2, seed=0, split="test", languages=("en", "zh"))["language"])
+    ['en', 'zh']
     """
     levels = (levels,) if isinstance(levels, int) else tuple(levels)
     rows = []
     for problem in iter_problems(seed, levels, split):
-        rows.append(problem.to_row())
+        rows.append(problem.to_row(languages[len(rows) % len(languages)]))
         if len(rows) == n:
             break
     if len(rows) < n:

@@ -1,0 +1,255 @@
+"""Property tests over every registered reward: no input can break a reward or stall a training step.
+
+The property, for each name in ``reward_funcs.names()`` (after importing every reward module that exists)
+and for any batch of completions, in either TRL completion format, with the keyword arguments TRL passes
+(``prompts``, ``completion_ids``, ``trainer_state``, ``log_extra``, ``log_metric`` and every dataset
+column, as TRL passes all columns to every reward):
+
+* the reward itself (unguarded, ``guard=False``) returns without raising;
+* it returns one score per completion, each a finite ``float`` or ``None``, within the reward's range;
+* the call finishes within the reward's time budget.
+
+Inputs are arbitrary unicode (lone surrogates, NUL, zero-width and private-use characters included),
+fragments of the tags and syntax the rewards parse (``<think>``, ``<answer>``, ``\\boxed{``, code fences,
+step markers, towers of exponents), tags nested in one another, fenced Python blocks made of those
+fragments, malformed conversational messages, and, about once in forty completions, a string of
+200,000 characters. Dataset columns are valid most of the time and junk otherwise.
+
+Each generated batch is scored by every reward, so each reward sees all 2,000 examples while hypothesis
+generates them once. The rewards that run expensive work (the math-verify worker, sandboxed programs)
+get tighter timeouts so that this stays affordable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import reward_funcs
+
+# Every reward module; the ones written in parallel may not exist yet.
+for _module in ("formatting", "length", "repetition", "language", "accuracy", "code_exec", "countdown"):
+    with contextlib.suppress(ImportError):
+        importlib.import_module(f"reward_funcs.{_module}")
+
+EXAMPLES = 2000
+HUGE_SIZE = 200_000
+
+# --- completions -------------------------------------------------------------------------------------------
+
+PIECES = [
+    "<think>", "</think>", "<answer>", "</answer>", "<think", "</answer", "think>", "<", ">", "/", "</", "<>",
+    "\\boxed{", "\\boxed", "{", "}", "$", "$$", "\\frac{", "\\frac{1}{2}", "^{", "9^{9^{9^{9}}}", "10**10**10",
+    "\\sqrt{", "\\left(", "\\right)", "\\text{", "```python\n", "```py\n", "```", "\n", " ", "\t", "\r\n",
+    "Step 1:", "1. ", "- ", "* ", "First,", "第1步", "首先，", "print(input())", "import os\nos.system('true')\n",
+    "while True:\n    pass\n", "def f(a, b):\n    return a + b\n", "答案", "。", "ñ", "é", "Ω", "θ", "ж", "の",
+    "한", "🙂", "\x00", "\u200b", "\ufeff", "\u202e", "\ud800", "\udfff", "\U0010ffff", "\ue000", "0", "42",
+    "-1", "1e308", "3.14", "1/0", "(", ")", "+", "-", "*", "/", "=", "####", "\\", "%", "x", "nan", "inf",
+    "So the answer is", "Entonces", "所以", "(7 - 3) * 5 + 2", "(1, 2)", "[1, 2)", "B", "x = 3", "\\infty",
+]
+
+fragments = st.lists(st.one_of(st.sampled_from(PIECES), st.text(max_size=8)), max_size=40).map("".join)
+arbitrary = st.text(st.characters(exclude_categories=()), max_size=300)
+nested_tags = st.recursive(
+    st.one_of(st.text(max_size=10), st.sampled_from(PIECES)),
+    lambda inner: st.one_of(
+        st.builds(lambda tag, body: f"<{tag}>{body}</{tag}>", st.sampled_from(["think", "answer"]), inner),
+        st.builds(lambda tag, body: f"<{tag}>{body}", st.sampled_from(["think", "answer", "/think"]), inner),
+        st.lists(inner, max_size=3).map("".join),
+    ),
+    max_leaves=15,
+)
+fenced_code = st.builds(lambda before, body: f"{before}\n```python\n{body}\n```\n", fragments, fragments)
+normal_text = st.one_of(fragments, arbitrary, nested_tags, fenced_code)
+
+
+def _huge(unit: str) -> str:
+    unit = unit or "<think>"
+    return (unit * (HUGE_SIZE // len(unit) + 1))[:HUGE_SIZE]
+
+
+# About one completion in forty is huge (hypothesis rarely draws any one value of a small range).
+text = st.tuples(st.integers(0, 39), normal_text).map(lambda pair: _huge(pair[1]) if pair[0] == 0 else pair[1])
+
+odd_messages = st.one_of(
+    st.just([]),
+    st.builds(lambda t: [{"role": "assistant", "content": None}, {"role": "assistant", "content": t}], text),
+    st.builds(lambda t: [{"role": "assistant", "content": [{"type": "text", "text": t}, {"type": "image"}]}], text),
+    st.builds(lambda t: [{"role": "tool", "content": t}], text),
+    st.builds(lambda t: [{"content": t}, "not a message", None], text),
+)
+
+
+@st.composite
+def completion_batches(draw: st.DrawFn, max_size: int = 4) -> list[Any]:
+    """A batch in one format: plain strings, or single assistant messages, or (rarely) odd message lists."""
+    texts = draw(st.lists(text, min_size=1, max_size=max_size))
+    layout = draw(st.sampled_from(["standard", "conversational", "odd"]))
+    if layout == "standard":
+        return texts
+    if layout == "conversational":
+        return [[{"role": "assistant", "content": t}] for t in texts]
+    return [draw(odd_messages) for _ in texts]
+
+
+# --- the kwargs TRL passes ---------------------------------------------------------------------------------
+
+short_text = st.one_of(st.sampled_from(PIECES), st.text(max_size=20))
+junk = st.one_of(st.none(), st.integers(), st.floats(allow_nan=False, allow_infinity=False), short_text, st.lists(st.integers(), max_size=3), st.just({}))
+questions = st.one_of(short_text, st.sampled_from(["What is 2+2?", "¿Cuánto es 2+2?", "2加2等于几？"]))
+prompt = st.one_of(
+    questions,
+    st.builds(lambda system, q: [{"role": "system", "content": system}, {"role": "user", "content": q}],
+              short_text, questions),
+)
+gold = st.one_of(
+    st.sampled_from(["4", "14", "\\frac{1}{2}", "0.5", "(1, 2)", "B", "x = 3", "#### 72", "\\boxed{3}", "\\frac{"]),
+    short_text,
+)
+VALID_CODE_INFO = {"language": "python", "test_cases": [{"type": "stdin_stdout", "input": "1 2\n", "output": "3\n"}]}
+ASSERT_CODE_INFO = '{"test_cases": [{"type": "assert", "code": "assert f(1, 2) == 3"}]}'
+code_info = st.one_of(st.just(VALID_CODE_INFO), st.just(ASSERT_CODE_INFO), junk)
+numbers = st.one_of(st.lists(st.integers(-5, 100), max_size=6), junk)
+target = st.one_of(st.integers(-1000, 1000), junk)
+language = st.sampled_from([None, "", "en", "zh", "es", "ja", "ru", "ar", "zh-CN", "Spanish"])
+
+# Every column of every reward, as TRL passes all dataset columns to every reward.
+COLUMNS = {
+    "prompts": prompt,
+    "solution": gold,
+    "verification_info": code_info,
+    "numbers": numbers,
+    "target": target,
+    "language": language,
+}
+TRL_KWARGS = {"trainer_state": None, "log_extra": lambda *args: None, "log_metric": lambda *args: None}
+
+
+def draw_kwargs(data: st.DataObject, size: int) -> dict[str, Any]:
+    kwargs = {
+        name: data.draw(st.lists(strategy, min_size=size, max_size=size), label=name)
+        for name, strategy in COLUMNS.items()
+    }
+    lengths = data.draw(st.one_of(st.none(), st.lists(st.integers(0, 3000), min_size=size, max_size=size)))
+    kwargs["completion_ids"] = None if lengths is None else [[7] * length for length in lengths]
+    return {**kwargs, **TRL_KWARGS}
+
+
+WARM_KWARGS = {
+    "prompts": ["What is 2+2?"],
+    "solution": ["4"],
+    "verification_info": [VALID_CODE_INFO],
+    "numbers": [[2, 2]],
+    "target": [4],
+    "language": ["en"],
+    **TRL_KWARGS,
+}
+
+# --- the rewards -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RewardCase:
+    """How to build one reward for the test, its range, and its time budget for one call of a batch."""
+
+    config: Callable[[], dict[str, Any]] = dict
+    low: float = -math.inf
+    high: float = math.inf
+    seconds_per_call: float = 3.0  # wall clock, generous for a loaded 2-core machine
+    stats: dict[str, float] = field(default_factory=lambda: {"slowest": 0.0, "total": 0.0}, compare=False)
+
+
+def _fast_accuracy() -> Callable[..., list[float | None]]:
+    return reward_funcs.get("accuracy", guard=False, timeout=1.0)
+
+
+CASES: dict[str, RewardCase] = {
+    "format": RewardCase(low=0.0, high=1.0),
+    "tag_count": RewardCase(low=0.0, high=1.0),
+    "reasoning_steps": RewardCase(low=0.0, high=1.0),
+    "repetition_penalty": RewardCase(low=-1.0, high=0.0),
+    "soft_overlong_punishment": RewardCase(
+        config=lambda: {"max_completion_len": 1000, "soft_punish_cache": 200}, low=-1.0, high=0.0
+    ),
+    "language_consistency": RewardCase(low=0.0, high=1.0),
+    "countdown": RewardCase(low=0.0, high=1.0),
+    # The math-verify worker gets 1 s per answer, and a batch of 4 may spend it on every answer.
+    "accuracy": RewardCase(config=lambda: {"timeout": 1.0}, low=0.0, high=1.0, seconds_per_call=12.0),
+    "length": RewardCase(config=lambda: {"correctness": _fast_accuracy()}, low=-0.5, high=0.5, seconds_per_call=12.0),
+    "cosine_scaled": RewardCase(
+        config=lambda: {"correctness": _fast_accuracy()}, low=-1.0, high=1.0, seconds_per_call=12.0
+    ),
+    # Each test program may run for its 1 s limit.
+    "code": RewardCase(config=lambda: {"time_limit": 1.0}, low=0.0, high=1.0, seconds_per_call=15.0),
+    "binary_code": RewardCase(config=lambda: {"time_limit": 1.0}, low=0.0, high=1.0, seconds_per_call=15.0),
+}
+
+
+def check_scores(name: str, scores: Any, size: int, case: RewardCase) -> None:
+    assert isinstance(scores, list), f"{name} returned {type(scores).__name__}, not a list"
+    assert len(scores) == size, f"{name} returned {len(scores)} scores for {size} completions"
+    for score in scores:
+        if score is None:
+            continue
+        assert type(score) is float, f"{name} returned {score!r} ({type(score).__name__})"
+        assert math.isfinite(score), f"{name} returned {score!r}"
+        assert case.low <= score <= case.high, f"{name} returned {score!r} outside [{case.low}, {case.high}]"
+
+
+def score_with(name: str, reward: Callable[..., Any], completions: list[Any], kwargs: dict[str, Any]) -> None:
+    case = CASES.get(name, RewardCase())
+    start = time.perf_counter()
+    try:
+        scores = reward(completions, **kwargs)
+    except Exception as error:
+        raise AssertionError(f"reward {name!r} raised {error!r}") from error
+    elapsed = time.perf_counter() - start
+    case.stats["slowest"] = max(case.stats["slowest"], elapsed)
+    case.stats["total"] += elapsed
+    check_scores(name, scores, len(completions), case)
+    assert elapsed <= case.seconds_per_call, f"{name} took {elapsed:.2f}s on a batch of {len(completions)}"
+
+
+def test_every_registered_reward_has_a_case() -> None:
+    missing = [name for name in reward_funcs.names() if name not in CASES]
+    assert not missing, f"add property-test cases for {missing}"
+
+
+@pytest.fixture(scope="module")
+def rewards() -> dict[str, Callable[..., Any]]:
+    """Every registered reward, unguarded, warmed up (workers started, language models loaded)."""
+    built = {name: reward_funcs.get(name, guard=False, **CASES.get(name, RewardCase()).config())
+             for name in reward_funcs.names()}
+    for name, reward in built.items():
+        check_scores(name, reward(["<think>a</think><answer>4</answer>"], **WARM_KWARGS), 1, CASES.get(name, RewardCase()))
+    return built
+
+
+def test_every_reward_survives_any_batch(rewards: dict[str, Callable[..., Any]]) -> None:
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,  # budgets are per reward call (see CASES), not per example of all rewards
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+        derandomize=True,  # the same 2,000 examples on every run: no flaky CI
+        database=None,
+    )
+    @given(data=st.data())
+    def property_holds(data: st.DataObject) -> None:
+        completions = data.draw(completion_batches(), label="completions")
+        kwargs = draw_kwargs(data, len(completions))
+        for name, reward in rewards.items():
+            score_with(name, reward, completions, kwargs)
+
+    property_holds()
+    for name in rewards:
+        stats = CASES.get(name, RewardCase()).stats
+        print(f"{name}: slowest call {stats['slowest']:.3f}s, total {stats['total']:.1f}s")
