@@ -13,8 +13,22 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+STAGE_COMMANDS: dict[str, str] = {
+    "r1-zero": "R1-Zero: GRPO from a base model with rule-based rewards.",
+    "cold-start-data": "Stage 1 data: readable long-CoT examples (few-shot, direct prompting, refined R1-Zero outputs).",
+    "cold-start-sft": "Stage 1: SFT on the cold-start data.",
+    "reasoning-rl": "Stage 2: GRPO with accuracy + format + language-consistency rewards.",
+    "rejection-sampling": "Stage 3: sample, keep correct/readable/single-language answers, mix non-reasoning data.",
+    "sft-2": "Stage 3: SFT on the rejection-sampled mix.",
+    "rl-all": "Stage 4: GRPO on reasoning (rules) + general prompts (reward models).",
+    "distill": "Distillation: teacher dataset + student SFT, compared with an RL-only student.",
+}
+
 COMMANDS: dict[str, str] = {
-    "grpo": "R1-Zero style GRPO on a recipe (rule-based rewards from the reward_funcs registry).",
+    "grpo": "GRPO on a recipe (alias of r1-zero; rewards by name from the reward_funcs registry).",
+    "sft": "SFT on a recipe (alias of cold-start-sft; set --stage_name for other SFT stages).",
+    **STAGE_COMMANDS,
+    "pipeline": "Run the stages of a pipeline YAML in order (manifest, resume, --from STAGE).",
     "eval": "Held-out evaluation of a model: pass@1, maj@k, pass@k, format rate, length (JSON).",
     "demo": "Offline end-to-end demo on the built-in tiny model (default: r1-zero).",
     "check-recipe": "Validate a recipe YAML before any compute; errors name the field.",
@@ -57,13 +71,35 @@ def _parse(dataclass_type: type, argv: Sequence[str], prog: str):
     return parsed
 
 
-def cmd_grpo(argv: Sequence[str]) -> int:
-    from r1_trl.configs import R1GRPOConfig
-    from r1_trl.stages import r1_zero
+def stage_command(stage: str) -> Callable[[Sequence[str]], int]:
+    def run_stage(argv: Sequence[str]) -> int:
+        import importlib
 
-    config = _parse(R1GRPOConfig, argv, "r1-trl grpo")
-    results = r1_zero.run(config)
-    _print_before_after(results)
+        from r1_trl.pipeline import STAGE_MODULES
+
+        module = importlib.import_module(STAGE_MODULES[stage])
+        argv = list(argv)
+        if "stage_name" in getattr(module.CONFIG_CLASS, "__dataclass_fields__", {}) and "--stage_name" not in argv:
+            argv += ["--stage_name", stage]
+        config = _parse(module.CONFIG_CLASS, argv, f"r1-trl {stage}")
+        results = module.run(config)
+        _print_before_after(results)
+        return 0
+
+    return run_stage
+
+
+def cmd_pipeline(argv: Sequence[str]) -> int:
+    from r1_trl.pipeline import load_plan, run_pipeline, summary_table
+
+    parser = argparse.ArgumentParser(prog="r1-trl pipeline", description=COMMANDS["pipeline"])
+    parser.add_argument("--config", required=True, help="Pipeline YAML (run_dir, stages with recipes and inputs).")
+    parser.add_argument("--run_dir", default=None, help="Override the run directory.")
+    parser.add_argument("--from", dest="from_stage", default=None, help="Re-run this stage and every later one.")
+    parser.add_argument("--only", action="append", default=None, help="Run only this stage (repeatable).")
+    args = parser.parse_args(list(argv))
+    manifest = run_pipeline(load_plan(args.config, args.run_dir), from_stage=args.from_stage, only=args.only)
+    print(summary_table(manifest))
     return 0
 
 
@@ -161,7 +197,10 @@ def _print_before_after(results: dict) -> None:
 
 
 HANDLERS: dict[str, Callable[[Sequence[str]], int]] = {
-    "grpo": cmd_grpo,
+    **{stage: stage_command(stage) for stage in STAGE_COMMANDS},
+    "grpo": stage_command("r1-zero"),
+    "sft": stage_command("cold-start-sft"),
+    "pipeline": cmd_pipeline,
     "eval": cmd_eval,
     "demo": cmd_demo,
     "check-recipe": cmd_check_recipe,
@@ -174,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         lines = ["usage: r1-trl <command> [--config recipe.yaml] [--field value ...]", "", "commands:"]
-        lines += [f"  {name:<14}{text}" for name, text in COMMANDS.items()]
+        lines += [f"  {name:<20}{text}" for name, text in COMMANDS.items()]
         lines += ["", "Run 'r1-trl <command> --help' for every field of that command."]
         print("\n".join(lines))
         return 0 if argv else 2

@@ -12,7 +12,7 @@ column, as TRL passes all columns to every reward):
 Inputs are arbitrary unicode (lone surrogates, NUL, zero-width and private-use characters included),
 fragments of the tags and syntax the rewards parse (``<think>``, ``<answer>``, ``\\boxed{``, code fences,
 step markers, towers of exponents), tags nested in one another, fenced Python blocks made of those
-fragments, malformed conversational messages, and, about once in forty completions, a string of
+fragments, malformed conversational messages, and, about once in eighty completions, a string of
 200,000 characters. Dataset columns are valid most of the time and junk otherwise.
 
 Each generated batch is scored by every reward, so each reward sees all 2,000 examples while hypothesis
@@ -69,7 +69,10 @@ nested_tags = st.recursive(
     max_leaves=15,
 )
 fenced_code = st.builds(lambda before, body: f"{before}\n```python\n{body}\n```\n", fragments, fragments)
-normal_text = st.one_of(fragments, arbitrary, nested_tags, fenced_code)
+# About one text in ten is a fenced Python block: each one costs the code rewards a sandboxed run.
+normal_text = st.tuples(st.integers(0, 9), st.one_of(fragments, arbitrary, nested_tags), fenced_code).map(
+    lambda drawn: drawn[2] if drawn[0] == 0 else drawn[1]
+)
 
 
 def _huge(unit: str) -> str:
@@ -77,8 +80,8 @@ def _huge(unit: str) -> str:
     return (unit * (HUGE_SIZE // len(unit) + 1))[:HUGE_SIZE]
 
 
-# About one completion in forty is huge (hypothesis rarely draws any one value of a small range).
-text = st.tuples(st.integers(0, 39), normal_text).map(lambda pair: _huge(pair[1]) if pair[0] == 0 else pair[1])
+# About one completion in eighty is huge (hypothesis draws each value of a small range about equally).
+text = st.tuples(st.integers(0, 79), normal_text).map(lambda pair: _huge(pair[1]) if pair[0] == 0 else pair[1])
 
 odd_messages = st.one_of(
     st.just([]),
@@ -144,13 +147,15 @@ def draw_kwargs(data: st.DataObject, size: int) -> dict[str, Any]:
     return {**kwargs, **TRL_KWARGS}
 
 
+# Two rows: the second detects its language from the prompt, which loads all of lingua's models.
+WARM_COMPLETIONS = ["<think>2+2=4</think><answer>4</answer>", "<think>二加二等于四</think><answer>4</answer>"]
 WARM_KWARGS = {
-    "prompts": ["What is 2+2?"],
-    "solution": ["4"],
-    "verification_info": [VALID_CODE_INFO],
-    "numbers": [[2, 2]],
-    "target": [4],
-    "language": ["en"],
+    "prompts": ["What is 2+2?", "2加2等于几？"],
+    "solution": ["4", "4"],
+    "verification_info": [VALID_CODE_INFO, VALID_CODE_INFO],
+    "numbers": [[2, 2], [2, 2]],
+    "target": [4, 4],
+    "language": ["en", None],
     **TRL_KWARGS,
 }
 
@@ -159,12 +164,16 @@ WARM_KWARGS = {
 
 @dataclass(frozen=True)
 class RewardCase:
-    """How to build one reward for the test, its range, and its time budget for one call of a batch."""
+    """How to build one reward for the test, its range, and its time budget per completion of a batch.
+
+    Budgets are wall-clock and generous (about 10x the slowest call measured on an idle machine), since
+    the 2-core machine may be shared: they catch hangs, not slowness.
+    """
 
     config: Callable[[], dict[str, Any]] = dict
     low: float = -math.inf
     high: float = math.inf
-    seconds_per_call: float = 3.0  # wall clock, generous for a loaded 2-core machine
+    seconds_per_completion: float = 5.0
     stats: dict[str, float] = field(default_factory=lambda: {"slowest": 0.0, "total": 0.0}, compare=False)
 
 
@@ -182,15 +191,17 @@ CASES: dict[str, RewardCase] = {
     ),
     "language_consistency": RewardCase(low=0.0, high=1.0),
     "countdown": RewardCase(low=0.0, high=1.0),
-    # The math-verify worker gets 1 s per answer, and a batch of 4 may spend it on every answer.
-    "accuracy": RewardCase(config=lambda: {"timeout": 1.0}, low=0.0, high=1.0, seconds_per_call=12.0),
-    "length": RewardCase(config=lambda: {"correctness": _fast_accuracy()}, low=-0.5, high=0.5, seconds_per_call=12.0),
-    "cosine_scaled": RewardCase(
-        config=lambda: {"correctness": _fast_accuracy()}, low=-1.0, high=1.0, seconds_per_call=12.0
+    # The math-verify worker gets 1 s per answer (the default is 5 s), plus a worker restart after a timeout.
+    "accuracy": RewardCase(config=lambda: {"timeout": 1.0}, low=0.0, high=1.0, seconds_per_completion=10.0),
+    "length": RewardCase(
+        config=lambda: {"correctness": _fast_accuracy()}, low=-0.5, high=0.5, seconds_per_completion=10.0
     ),
-    # Each test program may run for its 1 s limit.
-    "code": RewardCase(config=lambda: {"time_limit": 1.0}, low=0.0, high=1.0, seconds_per_call=15.0),
-    "binary_code": RewardCase(config=lambda: {"time_limit": 1.0}, low=0.0, high=1.0, seconds_per_call=15.0),
+    "cosine_scaled": RewardCase(
+        config=lambda: {"correctness": _fast_accuracy()}, low=-1.0, high=1.0, seconds_per_completion=10.0
+    ),
+    # One test case per row, each program may run for its 1 s limit.
+    "code": RewardCase(config=lambda: {"time_limit": 1.0}, low=0.0, high=1.0, seconds_per_completion=10.0),
+    "binary_code": RewardCase(config=lambda: {"time_limit": 1.0}, low=0.0, high=1.0, seconds_per_completion=10.0),
 }
 
 
@@ -216,7 +227,8 @@ def score_with(name: str, reward: Callable[..., Any], completions: list[Any], kw
     case.stats["slowest"] = max(case.stats["slowest"], elapsed)
     case.stats["total"] += elapsed
     check_scores(name, scores, len(completions), case)
-    assert elapsed <= case.seconds_per_call, f"{name} took {elapsed:.2f}s on a batch of {len(completions)}"
+    budget = case.seconds_per_completion * len(completions)
+    assert elapsed <= budget, f"{name} took {elapsed:.2f}s on a batch of {len(completions)} (budget {budget:.0f}s)"
 
 
 def test_every_registered_reward_has_a_case() -> None:
@@ -230,7 +242,7 @@ def rewards() -> dict[str, Callable[..., Any]]:
     built = {name: reward_funcs.get(name, guard=False, **CASES.get(name, RewardCase()).config())
              for name in reward_funcs.names()}
     for name, reward in built.items():
-        check_scores(name, reward(["<think>a</think><answer>4</answer>"], **WARM_KWARGS), 1, CASES.get(name, RewardCase()))
+        check_scores(name, reward(WARM_COMPLETIONS, **WARM_KWARGS), 2, CASES.get(name, RewardCase()))
     return built
 
 

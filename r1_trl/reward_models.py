@@ -1,0 +1,260 @@
+"""Reward models for general prompts: ``trl.RewardTrainer`` on preference pairs, then held-out pairwise accuracy.
+
+R1's final RL stage scores general prompts with a helpfulness and a harmlessness reward model. Here
+each one is a sequence-classification model with a single output (``Qwen2ForSequenceClassification``
+from the starting checkpoint: its backbone plus a new score head) trained with TRL's ``RewardTrainer``
+(Bradley-Terry loss: ``-log sigmoid(r_chosen - r_rejected)``).
+
+Pairs come from a Hub or local preference set (``preference_dataset``, any TRL preference format:
+standard or conversational, implicit or explicit prompt) or, offline, from the tiny synthetic pairs of
+``r1_trl.data.preferences`` (``preference_kind``: helpfulness or harmlessness). Held-out pairwise
+accuracy (share of held-out pairs whose chosen answer outscores the rejected one) is measured through
+``reward_funcs.model_based.RewardModelScorer``, the very code that scores completions during RL, so it
+also checks that RL renders inputs the way the model was trained on them.
+
+Outputs in ``output_dir``: ``checkpoint/`` (model + tokenizer), ``results.json``, ``recipe.yaml`` and, for
+synthetic pairs, ``datasets/preferences_{train,test}/``. ``run(config)`` is usable as a pipeline step
+(``STAGE = "reward-model"``); ``train_reward_model(config)`` returns the checkpoint path.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from datasets import Dataset, load_dataset
+from transformers import AutoTokenizer
+from trl import RewardConfig, RewardTrainer
+
+from r1_trl.configs import TINY_MODEL, RecipeError
+from r1_trl.data.preferences import PREFERENCE_KINDS, preference_pairs
+from r1_trl.stages.common import CHECKPOINT_DIR, RESULTS_FILE, resolve_model, save_recipe, write_json_atomic
+from reward_funcs._text import completion_to_text
+from reward_funcs.model_based import Prompt, RewardModelScorer
+
+logger = logging.getLogger(__name__)
+
+STAGE = "reward-model"
+_DATA_SUFFIXES = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
+
+
+@dataclass
+class RewardModelConfig(RewardConfig):
+    """A reward-model recipe: ``trl.RewardConfig`` + where the backbone and the preference pairs come from."""
+
+    _VALID_DICT_FIELDS = RewardConfig._VALID_DICT_FIELDS
+
+    model_name_or_path: str = field(
+        default=TINY_MODEL,
+        metadata={"help": "Backbone checkpoint (Hub id, local path, 'repo@revision' or 'tiny'); a causal LM gets a "
+                  "new one-output score head."},
+    )
+    model_revision: str | None = field(default=None, metadata={"help": "Hub revision of the backbone."})
+    preference_kind: str = field(
+        default="helpfulness",
+        metadata={"help": f"What the model judges, one of {', '.join(PREFERENCE_KINDS)}: names the synthetic "
+                  "pairs and the model in results."},
+    )
+    preference_dataset: str | None = field(
+        default=None,
+        metadata={"help": "Preference pairs (chosen/rejected columns): a Hub dataset id, a local dataset dir or a "
+                  "json/jsonl/parquet/csv file. None: the offline synthetic pairs of preference_kind."},
+    )
+    preference_dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset config name."})
+    preference_data_dir: str | None = field(
+        default=None, metadata={"help": "data_dir of the Hub dataset (e.g. 'harmless-base' of Anthropic/hh-rlhf)."}
+    )
+    preference_train_split: str = field(default="train", metadata={"help": "Split to train on."})
+    preference_test_split: str | None = field(
+        default="test",
+        metadata={"help": "Held-out split; None or absent: eval_size pairs are split off the training split."},
+    )
+    train_size: int | None = field(default=512, metadata={"help": "Training pairs (None: the whole split)."})
+    eval_size: int = field(default=128, metadata={"help": "Held-out pairs for pairwise accuracy."})
+    torch_num_threads: int | None = field(
+        default=None, metadata={"help": "CPU threads for torch in this process (None: torch's default)."}
+    )
+
+    def __post_init__(self) -> None:
+        if self.bf16 is None and not torch.cuda.is_available():
+            self.bf16 = False
+        if self.preference_kind not in PREFERENCE_KINDS:
+            raise RecipeError(f"preference_kind: must be one of {PREFERENCE_KINDS}, got {self.preference_kind!r}")
+        if not self.model_name_or_path:
+            raise RecipeError("model_name_or_path: a backbone is required (a Hub id, a path, or 'tiny')")
+        if self.train_size is not None and self.train_size < 1:
+            raise RecipeError(f"train_size: must be >= 1, got {self.train_size}")
+        if self.eval_size < 1:
+            raise RecipeError(f"eval_size: must be >= 1, got {self.eval_size}")
+        if self.torch_num_threads is not None and self.torch_num_threads < 1:
+            raise RecipeError(f"torch_num_threads: must be >= 1, got {self.torch_num_threads}")
+        try:
+            super().__post_init__()
+        except ValueError as error:
+            raise RecipeError(str(error)) from None
+
+
+def load_preference_splits(config: RewardModelConfig) -> tuple[Dataset, Dataset]:
+    """(train, held-out) preference pairs named by the recipe."""
+    if config.preference_dataset is None:
+        return (preference_pairs(config.preference_kind, config.train_size or 512, "train", config.seed),
+                preference_pairs(config.preference_kind, config.eval_size, "test", config.seed))
+    train = _load_split(config, config.preference_train_split)
+    held_out = _load_split(config, config.preference_test_split) if config.preference_test_split else None
+    if held_out is None:
+        if len(train) <= config.eval_size:
+            raise ValueError(f"eval_size: {config.eval_size} held-out pairs leave no training pairs "
+                             f"in the {len(train)} of {config.preference_dataset!r}")
+        parts = train.train_test_split(test_size=config.eval_size, seed=config.seed)
+        train, held_out = parts["train"], parts["test"]
+    for name, dataset in (("train", train), ("held-out", held_out)):
+        missing = {"chosen", "rejected"} - set(dataset.column_names)
+        if missing:
+            raise ValueError(f"preference_dataset: the {name} split of {config.preference_dataset!r} lacks "
+                             f"{sorted(missing)} (a preference set has chosen/rejected columns)")
+    train = train.shuffle(seed=config.seed)
+    if config.train_size:
+        train = train.select(range(min(config.train_size, len(train))))
+    return train, held_out.select(range(min(config.eval_size, len(held_out))))
+
+
+def _load_split(config: RewardModelConfig, split: str) -> Dataset | None:
+    source = config.preference_dataset
+    assert source is not None
+    path = Path(source)
+    try:
+        if path.is_file():
+            builder = _DATA_SUFFIXES.get(path.suffix)
+            if builder is None:
+                raise ValueError(f"preference_dataset: unsupported file type {path.suffix!r} "
+                                 f"({', '.join(_DATA_SUFFIXES)})")
+            # A single file holds one split: it is the training split, held-out pairs are split off it.
+            if split != config.preference_train_split:
+                return None
+            return load_dataset(builder, data_files={split: str(path)}, split=split)
+        return load_dataset(source, config.preference_dataset_config, data_dir=config.preference_data_dir,
+                            split=split)
+    except ValueError as error:
+        if "split" in str(error).lower() and split != config.preference_train_split:
+            return None  # no such held-out split
+        raise
+
+
+def pair_views(example: dict[str, Any]) -> tuple[Prompt, str, Prompt, str]:
+    """(prompt, chosen response, prompt, rejected response) of a preference example, in any TRL format.
+
+    >>> pair_views({"prompt": "Q: ", "chosen": "good", "rejected": "bad"})
+    ('Q: ', 'good', 'Q: ', 'bad')
+    >>> pair_views({"chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
+    ...             "rejected": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "b"}]})[1:3]
+    ('a', [{'role': 'user', 'content': 'q'}])
+    """
+    prompt = example.get("prompt")
+    views: list[Any] = []
+    for answer in (example["chosen"], example["rejected"]):
+        if prompt is None and isinstance(answer, list) and len(answer) > 1:  # implicit conversational prompt
+            views += [answer[:-1], completion_to_text(answer[-1:])]
+        else:
+            views += [prompt, completion_to_text(answer)]
+    return views[0], views[1], views[2], views[3]
+
+
+def pairwise_accuracy(scorer: RewardModelScorer, pairs: Dataset) -> dict[str, Any]:
+    """Share of pairs whose chosen answer scores above the rejected one, overall and per ``rejection`` type."""
+    prompts: list[Prompt] = []
+    responses: list[str] = []
+    for example in pairs:
+        chosen_prompt, chosen, rejected_prompt, rejected = pair_views(example)
+        prompts += [chosen_prompt, rejected_prompt]
+        responses += [chosen, rejected]
+    scores = scorer(prompts, responses)
+    wins = [scores[2 * i] > scores[2 * i + 1] for i in range(len(pairs))]
+    margins = [scores[2 * i] - scores[2 * i + 1] for i in range(len(pairs))]
+    result: dict[str, Any] = {"pairwise_accuracy": sum(wins) / len(wins), "mean_margin": sum(margins) / len(margins),
+                              "pairs": len(wins)}
+    if "rejection" in pairs.column_names:
+        by_type: dict[str, list[bool]] = {}
+        for win, kind in zip(wins, pairs["rejection"], strict=True):
+            by_type.setdefault(kind, []).append(win)
+        result["pairwise_accuracy_by_rejection"] = {k: sum(v) / len(v) for k, v in sorted(by_type.items())}
+    return result
+
+
+def save_dataset_atomic(dataset: Dataset, target: Path, stats: dict[str, Any]) -> Path:
+    """``save_to_disk`` into a temporary sibling, then rename: readers never see a half-written dataset."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        dataset.save_to_disk(str(staging))
+        write_json_atomic(staging / "stats.json", stats)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def run(config: RewardModelConfig) -> dict[str, Any]:
+    """Train one reward model and measure it; returns (and writes) ``results.json``'s content."""
+    started = time.perf_counter()
+    if config.torch_num_threads:
+        torch.set_num_threads(config.torch_num_threads)
+    output_dir = Path(config.output_dir)
+    model_path, revision = resolve_model(config.model_name_or_path, config.model_revision)
+    if revision:
+        config.model_init_kwargs = {**(config.model_init_kwargs or {}), "revision": revision}
+    tokenizer = AutoTokenizer.from_pretrained(model_path, revision=revision)
+    train, held_out = load_preference_splits(config)
+    datasets: dict[str, str] = {}
+    if config.preference_dataset is None:
+        for name, split, pairs in (("preferences_train", "train", train), ("preferences_test", "test", held_out)):
+            stats = {"rows": len(pairs), "kind": config.preference_kind, "split": split, "seed": config.seed,
+                     "source": "r1_trl.data.preferences (synthetic)"}
+            datasets[name] = str(save_dataset_atomic(pairs, output_dir / "datasets" / name, stats).resolve())
+
+    trainer = RewardTrainer(model=model_path, args=config, train_dataset=train, processing_class=tokenizer)
+    scorer = RewardModelScorer(trainer.model, tokenizer, batch_size=config.per_device_eval_batch_size)
+    before = pairwise_accuracy(scorer, held_out)
+    train_started = time.perf_counter()
+    trainer.train()
+    train_seconds = time.perf_counter() - train_started
+    trainer.model.eval()
+    after = pairwise_accuracy(scorer, held_out)
+    checkpoint = output_dir / CHECKPOINT_DIR
+    trainer.save_model(str(checkpoint))
+    tokenizer.save_pretrained(checkpoint)
+    history = trainer.state.log_history
+    results: dict[str, Any] = {
+        "stage": STAGE,
+        "kind": config.preference_kind,
+        "model": config.model_name_or_path,
+        "backbone_path": model_path,
+        "preference_dataset": config.preference_dataset or "synthetic",
+        "checkpoint": str(checkpoint.resolve()),
+        "before": before,
+        "metrics": after,
+        "datasets": datasets,
+        "train": {"steps": trainer.state.global_step, "seconds": train_seconds, "train_pairs": len(train),
+                  "held_out_pairs": len(held_out),
+                  "final_train_accuracy": next((r["accuracy"] for r in reversed(history) if "accuracy" in r), None)},
+        "log_history": history,
+        "seconds": time.perf_counter() - started,
+    }
+    write_json_atomic(output_dir / RESULTS_FILE, results)
+    save_recipe(config, output_dir)
+    logger.info("%s reward model: held-out pairwise accuracy %.3f (before training %.3f)",
+                config.preference_kind, after["pairwise_accuracy"], before["pairwise_accuracy"])
+    return results
+
+
+def train_reward_model(config: RewardModelConfig) -> str:
+    """Train a reward model as the recipe says; returns the path of its checkpoint."""
+    return run(config)["checkpoint"]
