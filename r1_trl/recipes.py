@@ -24,10 +24,17 @@ def recipe_path(relative: str) -> Path:
     return path
 
 
-def config_class_for(recipe: dict) -> type:
-    """GRPO recipes list reward functions; SFT recipes do not."""
-    from r1_trl.configs import R1GRPOConfig, R1SFTConfig
+def config_class_for(recipe: dict, path: str | Path | None = None) -> type:
+    """The config dataclass of a recipe: its stage's (from ``stage_name`` or the file name, e.g.
+    ``rejection_sampling.yaml``), else GRPO when it lists rewards, else SFT."""
+    import importlib
 
+    from r1_trl.configs import R1GRPOConfig, R1SFTConfig
+    from r1_trl.pipeline import STAGE_MODULES
+
+    stage = recipe.get("stage_name") or (Path(path).stem.replace("_", "-") if path else None)
+    if stage in STAGE_MODULES:
+        return importlib.import_module(STAGE_MODULES[stage]).CONFIG_CLASS
     return R1GRPOConfig if "reward_funcs" in recipe or "num_generations" in recipe else R1SFTConfig
 
 
@@ -38,17 +45,36 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None, config_cla
     raw = yaml.safe_load(Path(path).read_text())
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: a recipe must be a YAML mapping")
-    config_class = config_class or config_class_for(raw)
+    config_class = config_class or config_class_for(raw, path)
     (config,) = TrlParser(config_class).parse_args_and_config(["--config", str(path), *(overrides or [])])
     return config
 
 
 def check_recipe(path: str | Path) -> str | None:
-    """None when the recipe parses and validates, else the error message (which names the field)."""
+    """None when the recipe (or pipeline, with every stage recipe it names) parses and validates, else the
+    error message (which names the field)."""
     try:
+        raw = yaml.safe_load(Path(path).read_text())
+        if isinstance(raw, dict) and "stages" in raw:
+            return _check_pipeline(path)
         load_recipe(path)
     except (ValueError, TypeError, FileNotFoundError, yaml.YAMLError) as error:
         return str(error)
     except SystemExit as error:  # argparse rejects a malformed value
         return f"invalid value in recipe (argparse exit {error.code})"
+    return None
+
+
+def _check_pipeline(path: str | Path) -> str | None:
+    import importlib
+
+    from r1_trl.pipeline import STAGE_MODULES, load_plan
+
+    plan = load_plan(path)
+    for stage in plan.stages:
+        config_class = importlib.import_module(STAGE_MODULES[stage.stage]).CONFIG_CLASS
+        try:
+            load_recipe(stage.recipe, ["--output_dir", str(plan.run_dir / stage.stage)], config_class)
+        except (ValueError, TypeError) as error:
+            return f"stage {stage.stage} ({stage.recipe.name}): {error}"
     return None

@@ -1,4 +1,4 @@
-"""Reward models for general prompts: ``trl.RewardTrainer`` on preference pairs, then held-out pairwise accuracy.
+"""Reward models for general prompts: ``trl.RewardTrainer`` on preference pairs, held-out pairwise accuracy.
 
 R1's final RL stage scores general prompts with a helpfulness and a harmlessness reward model. Here
 each one is a sequence-classification model with a single output (``Qwen2ForSequenceClassification``
@@ -53,28 +53,37 @@ class RewardModelConfig(RewardConfig):
 
     model_name_or_path: str = field(
         default=TINY_MODEL,
-        metadata={"help": "Backbone checkpoint (Hub id, local path, 'repo@revision' or 'tiny'); a causal LM gets a "
-                  "new one-output score head."},
+        metadata={
+            "help": "Backbone checkpoint (Hub id, local path, 'repo@revision' or 'tiny'); a causal LM gets a "
+            "new one-output score head."
+        },
     )
     model_revision: str | None = field(default=None, metadata={"help": "Hub revision of the backbone."})
     preference_kind: str = field(
         default="helpfulness",
-        metadata={"help": f"What the model judges, one of {', '.join(PREFERENCE_KINDS)}: names the synthetic "
-                  "pairs and the model in results."},
+        metadata={
+            "help": f"What the model judges, one of {', '.join(PREFERENCE_KINDS)}: names the synthetic "
+            "pairs and the model in results."
+        },
     )
     preference_dataset: str | None = field(
         default=None,
-        metadata={"help": "Preference pairs (chosen/rejected columns): a Hub dataset id, a local dataset dir or a "
-                  "json/jsonl/parquet/csv file. None: the offline synthetic pairs of preference_kind."},
+        metadata={
+            "help": "Preference pairs (chosen/rejected columns): a Hub dataset id, a local dataset dir or a "
+            "json/jsonl/parquet/csv file. None: the offline synthetic pairs of preference_kind."
+        },
     )
     preference_dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset config name."})
     preference_data_dir: str | None = field(
-        default=None, metadata={"help": "data_dir of the Hub dataset (e.g. 'harmless-base' of Anthropic/hh-rlhf)."}
+        default=None,
+        metadata={"help": "data_dir of the Hub dataset (e.g. 'harmless-base' of Anthropic/hh-rlhf)."},
     )
     preference_train_split: str = field(default="train", metadata={"help": "Split to train on."})
     preference_test_split: str | None = field(
         default="test",
-        metadata={"help": "Held-out split; None or absent: eval_size pairs are split off the training split."},
+        metadata={
+            "help": "Held-out split; None or absent: eval_size pairs are split off the training split."
+        },
     )
     train_size: int | None = field(default=512, metadata={"help": "Training pairs (None: the whole split)."})
     eval_size: int = field(default=128, metadata={"help": "Held-out pairs for pairwise accuracy."})
@@ -86,7 +95,9 @@ class RewardModelConfig(RewardConfig):
         if self.bf16 is None and not torch.cuda.is_available():
             self.bf16 = False
         if self.preference_kind not in PREFERENCE_KINDS:
-            raise RecipeError(f"preference_kind: must be one of {PREFERENCE_KINDS}, got {self.preference_kind!r}")
+            raise RecipeError(
+                f"preference_kind: must be one of {PREFERENCE_KINDS}, got {self.preference_kind!r}"
+            )
         if not self.model_name_or_path:
             raise RecipeError("model_name_or_path: a backbone is required (a Hub id, a path, or 'tiny')")
         if self.train_size is not None and self.train_size < 1:
@@ -104,25 +115,35 @@ class RewardModelConfig(RewardConfig):
 def load_preference_splits(config: RewardModelConfig) -> tuple[Dataset, Dataset]:
     """(train, held-out) preference pairs named by the recipe."""
     if config.preference_dataset is None:
-        return (preference_pairs(config.preference_kind, config.train_size or 512, "train", config.seed),
-                preference_pairs(config.preference_kind, config.eval_size, "test", config.seed))
+        return (
+            preference_pairs(config.preference_kind, config.train_size or 512, "train", config.seed),
+            preference_pairs(config.preference_kind, config.eval_size, "test", config.seed),
+        )
     train = _load_split(config, config.preference_train_split)
+    _check_columns(train, config.preference_dataset, config.preference_train_split)
     held_out = _load_split(config, config.preference_test_split) if config.preference_test_split else None
     if held_out is None:
         if len(train) <= config.eval_size:
-            raise ValueError(f"eval_size: {config.eval_size} held-out pairs leave no training pairs "
-                             f"in the {len(train)} of {config.preference_dataset!r}")
+            raise ValueError(
+                f"eval_size: {config.eval_size} held-out pairs leave no training pairs "
+                f"in the {len(train)} of {config.preference_dataset!r}"
+            )
         parts = train.train_test_split(test_size=config.eval_size, seed=config.seed)
         train, held_out = parts["train"], parts["test"]
-    for name, dataset in (("train", train), ("held-out", held_out)):
-        missing = {"chosen", "rejected"} - set(dataset.column_names)
-        if missing:
-            raise ValueError(f"preference_dataset: the {name} split of {config.preference_dataset!r} lacks "
-                             f"{sorted(missing)} (a preference set has chosen/rejected columns)")
+    _check_columns(held_out, config.preference_dataset, "held-out")
     train = train.shuffle(seed=config.seed)
     if config.train_size:
         train = train.select(range(min(config.train_size, len(train))))
     return train, held_out.select(range(min(config.eval_size, len(held_out))))
+
+
+def _check_columns(dataset: Dataset, source: str, split: str) -> None:
+    missing = {"chosen", "rejected"} - set(dataset.column_names)
+    if missing:
+        raise ValueError(
+            f"preference_dataset: the {split} split of {source!r} lacks {sorted(missing)} "
+            "(a preference set has chosen/rejected columns)"
+        )
 
 
 def _load_split(config: RewardModelConfig, split: str) -> Dataset | None:
@@ -133,14 +154,16 @@ def _load_split(config: RewardModelConfig, split: str) -> Dataset | None:
         if path.is_file():
             builder = _DATA_SUFFIXES.get(path.suffix)
             if builder is None:
-                raise ValueError(f"preference_dataset: unsupported file type {path.suffix!r} "
-                                 f"({', '.join(_DATA_SUFFIXES)})")
+                raise ValueError(
+                    f"preference_dataset: unsupported file type {path.suffix!r} ({', '.join(_DATA_SUFFIXES)})"
+                )
             # A single file holds one split: it is the training split, held-out pairs are split off it.
             if split != config.preference_train_split:
                 return None
             return load_dataset(builder, data_files={split: str(path)}, split=split)
-        return load_dataset(source, config.preference_dataset_config, data_dir=config.preference_data_dir,
-                            split=split)
+        return load_dataset(
+            source, config.preference_dataset_config, data_dir=config.preference_data_dir, split=split
+        )
     except ValueError as error:
         if "split" in str(error).lower() and split != config.preference_train_split:
             return None  # no such held-out split
@@ -177,8 +200,11 @@ def pairwise_accuracy(scorer: RewardModelScorer, pairs: Dataset) -> dict[str, An
     scores = scorer(prompts, responses)
     wins = [scores[2 * i] > scores[2 * i + 1] for i in range(len(pairs))]
     margins = [scores[2 * i] - scores[2 * i + 1] for i in range(len(pairs))]
-    result: dict[str, Any] = {"pairwise_accuracy": sum(wins) / len(wins), "mean_margin": sum(margins) / len(margins),
-                              "pairs": len(wins)}
+    result: dict[str, Any] = {
+        "pairwise_accuracy": sum(wins) / len(wins),
+        "mean_margin": sum(margins) / len(margins),
+        "pairs": len(wins),
+    }
     if "rejection" in pairs.column_names:
         by_type: dict[str, list[bool]] = {}
         for win, kind in zip(wins, pairs["rejection"], strict=True):
@@ -215,9 +241,17 @@ def run(config: RewardModelConfig) -> dict[str, Any]:
     train, held_out = load_preference_splits(config)
     datasets: dict[str, str] = {}
     if config.preference_dataset is None:
-        for name, split, pairs in (("preferences_train", "train", train), ("preferences_test", "test", held_out)):
-            stats = {"rows": len(pairs), "kind": config.preference_kind, "split": split, "seed": config.seed,
-                     "source": "r1_trl.data.preferences (synthetic)"}
+        for name, split, pairs in (
+            ("preferences_train", "train", train),
+            ("preferences_test", "test", held_out),
+        ):
+            stats = {
+                "rows": len(pairs),
+                "kind": config.preference_kind,
+                "split": split,
+                "seed": config.seed,
+                "source": "r1_trl.data.preferences (synthetic)",
+            }
             datasets[name] = str(save_dataset_atomic(pairs, output_dir / "datasets" / name, stats).resolve())
 
     trainer = RewardTrainer(model=model_path, args=config, train_dataset=train, processing_class=tokenizer)
@@ -228,6 +262,9 @@ def run(config: RewardModelConfig) -> dict[str, Any]:
     train_seconds = time.perf_counter() - train_started
     trainer.model.eval()
     after = pairwise_accuracy(scorer, held_out)
+    # TRL's evaluation of the same pairs agrees with ours only if RL scoring renders inputs as training did.
+    trl_eval = trainer.evaluate(eval_dataset=held_out)
+    after["trl_eval_accuracy"] = trl_eval.get("eval_accuracy")
     checkpoint = output_dir / CHECKPOINT_DIR
     trainer.save_model(str(checkpoint))
     tokenizer.save_pretrained(checkpoint)
@@ -242,16 +279,24 @@ def run(config: RewardModelConfig) -> dict[str, Any]:
         "before": before,
         "metrics": after,
         "datasets": datasets,
-        "train": {"steps": trainer.state.global_step, "seconds": train_seconds, "train_pairs": len(train),
-                  "held_out_pairs": len(held_out),
-                  "final_train_accuracy": next((r["accuracy"] for r in reversed(history) if "accuracy" in r), None)},
+        "train": {
+            "steps": trainer.state.global_step,
+            "seconds": train_seconds,
+            "train_pairs": len(train),
+            "held_out_pairs": len(held_out),
+            "final_train_accuracy": next((r["accuracy"] for r in reversed(history) if "accuracy" in r), None),
+        },
         "log_history": history,
         "seconds": time.perf_counter() - started,
     }
     write_json_atomic(output_dir / RESULTS_FILE, results)
     save_recipe(config, output_dir)
-    logger.info("%s reward model: held-out pairwise accuracy %.3f (before training %.3f)",
-                config.preference_kind, after["pairwise_accuracy"], before["pairwise_accuracy"])
+    logger.info(
+        "%s reward model: held-out pairwise accuracy %.3f (before training %.3f)",
+        config.preference_kind,
+        after["pairwise_accuracy"],
+        before["pairwise_accuracy"],
+    )
     return results
 
 

@@ -64,8 +64,10 @@ class R1GRPOTrainer(GRPOTrainer):
       saved in checkpoints.
     * If a process is still short after the cap, the gap is filled with zero-variance rows whose
       ``completion_mask`` and advantage are zeroed (TRL's own way of excluding rows, as for
-      ``mask_truncated_completions``): they contribute neither loss, KL, entropy nor token count.
-      ``dynamic_sampling/masked_share`` reports how much of the batch that was.
+      ``mask_truncated_completions``): they add no loss, KL or entropy term and no tokens to the
+      ``dapo``/``bnpo`` normalizers (losses that average over rows, ``grpo`` and ``dr_grpo``, still
+      count them as empty rows). ``dynamic_sampling/masked_share`` reports how much of the batch
+      that was.
 
     Logged per generation batch: ``dynamic_sampling/rounds`` (extra rounds),
     ``dynamic_sampling/zero_variance_share`` (of all groups generated, dropped ones included),
@@ -112,7 +114,7 @@ class R1GRPOTrainer(GRPOTrainer):
             informative = informative_rows_by_rank(flat, self.num_generations, world)
             local = informative[rank]
             kept.append(select_rows(rollout, local.nonzero().squeeze(1)))
-            if filler is None:  # the first round has the most zero-variance rows, enough for any shortfall
+            if filler is None:  # a shortfall never exceeds the rows the first round dropped
                 filler = select_rows(rollout, (~local).nonzero().squeeze(1))
             kept_per_rank += informative.sum(dim=1)
             groups_generated += flat.numel()

@@ -55,14 +55,14 @@ def final_summary(text: str) -> str:
     """
     close = text.rfind(THINK_CLOSE)
     if close >= 0:
-        text = text[close + len(THINK_CLOSE):]
+        text = text[close + len(THINK_CLOSE) :]
     elif THINK_OPEN in text:
         return ""
     elif text.count(SPECIAL_TOKEN) >= 2:
-        text = text[text.rfind(SPECIAL_TOKEN) + len(SPECIAL_TOKEN):]
+        text = text[text.rfind(SPECIAL_TOKEN) + len(SPECIAL_TOKEN) :]
     start = text.rfind(ANSWER_OPEN)
     if start >= 0:
-        body = text[start + len(ANSWER_OPEN):]
+        body = text[start + len(ANSWER_OPEN) :]
         end = body.find(ANSWER_CLOSE)
         text = body if end < 0 else body[:end]
     return text.strip()
@@ -91,10 +91,13 @@ def applicable_rows(kwargs: dict[str, Any], size: int, prompt_types: str | Seque
 
 def _subset_kwargs(kwargs: dict[str, Any], rows: list[int], size: int) -> dict[str, Any]:
     """Per-row lists restricted to ``rows``; ``log_extra`` scatters its values back to the full batch."""
-    subset = {key: [value[i] for i in rows] if isinstance(value, list) and len(value) == size else value
-              for key, value in kwargs.items()}
+    subset = {
+        key: [value[i] for i in rows] if isinstance(value, list) and len(value) == size else value
+        for key, value in kwargs.items()
+    }
     log_extra = kwargs.get("log_extra")
     if callable(log_extra):
+
         def scattered(column: str, values: list) -> None:
             full: list[Any] = [None] * size
             for row, value in zip(rows, values, strict=False):
@@ -105,7 +108,9 @@ def _subset_kwargs(kwargs: dict[str, Any], rows: list[int], size: int) -> dict[s
     return subset
 
 
-def only_for_prompt_types(func: RewardFunc, prompt_types: str | Sequence[str], name: str | None = None) -> RewardFunc:
+def only_for_prompt_types(
+    func: RewardFunc, prompt_types: str | Sequence[str], name: str | None = None
+) -> RewardFunc:
     """``func`` restricted to rows whose ``prompt_type`` is one of ``prompt_types``; other rows get None.
 
     >>> def length(completions, **kwargs):
@@ -125,7 +130,9 @@ def only_for_prompt_types(func: RewardFunc, prompt_types: str | Sequence[str], n
             return list(func(completions, **kwargs))
         subset_scores = list(func([completions[i] for i in rows], **_subset_kwargs(kwargs, rows, size)))
         if len(subset_scores) != len(rows):
-            raise ValueError(f"reward {reward_name!r} returned {len(subset_scores)} scores for {len(rows)} completions")
+            raise ValueError(
+                f"reward {reward_name!r} returned {len(subset_scores)} scores for {len(rows)} completions"
+            )
         for row, score in zip(rows, subset_scores, strict=True):
             scores[row] = score
         return scores
@@ -136,13 +143,17 @@ def only_for_prompt_types(func: RewardFunc, prompt_types: str | Sequence[str], n
     return restricted
 
 
-def render_for_reward_model(tokenizer: Any, prompt: Prompt, response: str, include_system: bool = False) -> list[int]:
+def render_for_reward_model(
+    tokenizer: Any, prompt: Prompt, response: str, include_system: bool = False
+) -> list[int]:
     """Token ids of (prompt, response) as ``trl.RewardTrainer`` tokenizes a preference example."""
     if isinstance(prompt, list):
         messages = [m for m in prompt if include_system or m.get("role") != "system"]
         messages.append({"role": "assistant", "content": response})
         if not getattr(tokenizer, "chat_template", None):
-            raise ValueError("the reward model's tokenizer has no chat template; conversational prompts need one")
+            raise ValueError(
+                "the reward model's tokenizer has no chat template; conversational prompts need one"
+            )
         return list(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"])
     text = (prompt or "") + response
     eos = tokenizer.eos_token or ""
@@ -154,8 +165,14 @@ def render_for_reward_model(tokenizer: Any, prompt: Prompt, response: str, inclu
 class RewardModelScorer:
     """Scores (prompt, response) pairs with a sequence-classification reward model: one float per pair."""
 
-    def __init__(self, model: Any, tokenizer: Any, batch_size: int = 16, max_length: int | None = None,
-                 include_system: bool = False) -> None:
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        batch_size: int = 16,
+        max_length: int | None = None,
+        include_system: bool = False,
+    ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size: must be >= 1, got {batch_size}")
         if getattr(model.config, "num_labels", 1) != 1:
@@ -177,20 +194,22 @@ class RewardModelScorer:
         import torch
 
         # The model reads the score at the last token, so overlong inputs keep their end.
-        encoded = [render_for_reward_model(self.tokenizer, p, r, self.include_system)[-self.max_length:]
-                   for p, r in zip(prompts, responses, strict=True)]
+        encoded = [
+            render_for_reward_model(self.tokenizer, p, r, self.include_system)[-self.max_length :]
+            for p, r in zip(prompts, responses, strict=True)
+        ]
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
         scores = [0.0] * len(encoded)
         device = self.model.device
         with torch.inference_mode():
             for start in range(0, len(order), self.batch_size):
-                batch = order[start:start + self.batch_size]
+                batch = order[start : start + self.batch_size]
                 width = max(len(encoded[i]) for i in batch)
                 ids = torch.full((len(batch), width), self.pad_token_id, dtype=torch.long)
                 mask = torch.zeros((len(batch), width), dtype=torch.long)
                 for row, index in enumerate(batch):
-                    ids[row, :len(encoded[index])] = torch.tensor(encoded[index])
-                    mask[row, :len(encoded[index])] = 1
+                    ids[row, : len(encoded[index])] = torch.tensor(encoded[index])
+                    mask[row, : len(encoded[index])] = 1
                 logits = self.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits[:, 0]
                 for index, value in zip(batch, logits.float().cpu().tolist(), strict=True):
                     scores[index] = value
@@ -217,8 +236,13 @@ def load_reward_model(model_path: str, device: str | None = None) -> tuple[Any, 
     return model, tokenizer
 
 
-def reward_model_scorer(model_path: str, batch_size: int = 16, max_length: int | None = None,
-                        device: str | None = None, include_system: bool = False) -> RewardModelScorer:
+def reward_model_scorer(
+    model_path: str,
+    batch_size: int = 16,
+    max_length: int | None = None,
+    device: str | None = None,
+    include_system: bool = False,
+) -> RewardModelScorer:
     model, tokenizer = load_reward_model(str(model_path), device)
     return RewardModelScorer(model, tokenizer, batch_size, max_length, include_system)
 
@@ -233,17 +257,22 @@ def _resolve_scorer(model_path: str | None, scorer: Scorer | None, **load: Any) 
     return scorer if scorer is not None else reward_model_scorer(str(model_path), **load)
 
 
-def _model_reward(name: str, view: Callable[[str], str], scorer: Scorer, prompt_types: Any,
-                  sigmoid: bool) -> RewardFunc:
-    def reward(completions: list[Completion], prompts: list[Prompt] | None = None, **kwargs: Any
-               ) -> list[float | None]:
+def _model_reward(
+    name: str, view: Callable[[str], str], scorer: Scorer, prompt_types: Any, sigmoid: bool
+) -> RewardFunc:
+    def reward(
+        completions: list[Completion], prompts: list[Prompt] | None = None, **kwargs: Any
+    ) -> list[float | None]:
         size = len(completions)
         rows = applicable_rows(kwargs, size, prompt_types)
         scores: list[float | None] = [None] * size
         if not rows:
             return scores
-        row_prompts = [prompts[i] for i in rows] if isinstance(prompts, list) and len(prompts) == size else [
-            None] * len(rows)
+        row_prompts = (
+            [prompts[i] for i in rows]
+            if isinstance(prompts, list) and len(prompts) == size
+            else [None] * len(rows)
+        )
         responses = [view(completion_to_text(completions[i])) for i in rows]
         for row, value in zip(rows, scorer(row_prompts, responses), strict=True):
             scores[row] = _sigmoid(value) if sigmoid else float(value)
@@ -259,10 +288,17 @@ def _whole_output(text: str) -> str:
 
 
 @register("helpfulness_rm", factory=True)
-def helpfulness_rm(model_path: str | None = None, *, scorer: Scorer | None = None,
-                   prompt_types: str | Sequence[str] | None = GENERAL_PROMPT_TYPES, sigmoid: bool = True,
-                   batch_size: int = 16, max_length: int | None = None, device: str | None = None,
-                   include_system: bool = False) -> RewardFunc:
+def helpfulness_rm(
+    model_path: str | None = None,
+    *,
+    scorer: Scorer | None = None,
+    prompt_types: str | Sequence[str] | None = GENERAL_PROMPT_TYPES,
+    sigmoid: bool = True,
+    batch_size: int = 16,
+    max_length: int | None = None,
+    device: str | None = None,
+    include_system: bool = False,
+) -> RewardFunc:
     """Helpfulness reward: a reward model's score of the final summary only (the reasoning is cut off).
 
     ``model_path`` is a reward model (or ``scorer`` any callable ``(prompts, responses) -> scores``);
@@ -276,24 +312,52 @@ def helpfulness_rm(model_path: str | None = None, *, scorer: Scorer | None = Non
     >>> reward(["<answer>ok</answer>"], prompt_type=["reasoning"])
     [None]
     """
-    return _model_reward("helpfulness_rm", final_summary,
-                         _resolve_scorer(model_path, scorer, batch_size=batch_size, max_length=max_length,
-                                         device=device, include_system=include_system),
-                         prompt_types, sigmoid)
+    return _model_reward(
+        "helpfulness_rm",
+        final_summary,
+        _resolve_scorer(
+            model_path,
+            scorer,
+            batch_size=batch_size,
+            max_length=max_length,
+            device=device,
+            include_system=include_system,
+        ),
+        prompt_types,
+        sigmoid,
+    )
 
 
 @register("harmlessness_rm", factory=True)
-def harmlessness_rm(model_path: str | None = None, *, scorer: Scorer | None = None,
-                    prompt_types: str | Sequence[str] | None = GENERAL_PROMPT_TYPES, sigmoid: bool = True,
-                    batch_size: int = 16, max_length: int | None = None, device: str | None = None,
-                    include_system: bool = False) -> RewardFunc:
+def harmlessness_rm(
+    model_path: str | None = None,
+    *,
+    scorer: Scorer | None = None,
+    prompt_types: str | Sequence[str] | None = GENERAL_PROMPT_TYPES,
+    sigmoid: bool = True,
+    batch_size: int = 16,
+    max_length: int | None = None,
+    device: str | None = None,
+    include_system: bool = False,
+) -> RewardFunc:
     """Harmlessness reward: a reward model's score of the whole output, reasoning and summary.
 
     >>> by_length = lambda prompts, responses: [float(len(r)) for r in responses]
-    >>> harmlessness_rm(scorer=by_length, sigmoid=False)(["<think>ab</think>c", [{"role": "assistant", "content": "x"}]])
+    >>> reward = harmlessness_rm(scorer=by_length, sigmoid=False)
+    >>> reward(["<think>ab</think>c", [{"role": "assistant", "content": "x"}]])
     [18.0, 1.0]
     """
-    return _model_reward("harmlessness_rm", _whole_output,
-                         _resolve_scorer(model_path, scorer, batch_size=batch_size, max_length=max_length,
-                                         device=device, include_system=include_system),
-                         prompt_types, sigmoid)
+    return _model_reward(
+        "harmlessness_rm",
+        _whole_output,
+        _resolve_scorer(
+            model_path,
+            scorer,
+            batch_size=batch_size,
+            max_length=max_length,
+            device=device,
+            include_system=include_system,
+        ),
+        prompt_types,
+        sigmoid,
+    )

@@ -3,11 +3,13 @@
 Each test runs ``accelerate launch --config_file recipes/accelerate_configs/<config>.yaml --num_processes 2
 --mixed_precision no`` (process count and precision overridden on the launch line, as the configs document)
 and checks what the run left on disk. DeepSpeed runs on CPU through its CPU accelerator; its shared-memory
-comm op is compiled on first use (~40 s once, cached in ~/.cache/torch_extensions afterwards).
+comm op is compiled on first use (~40 s once, cached in ~/.cache/torch_extensions afterwards). On CPU,
+accelerate replaces FSDP by plain multi-CPU data parallelism, so fsdp.yaml cannot be exercised here
+(tests/test_recipes.py parses it).
 
 This file is also the worker script that ``accelerate launch`` starts in every process (see ``_worker``):
 
-* ``grpo-probe <r1-trl grpo args>``: ``r1-trl grpo`` unchanged, except that right after ``trainer.train()``
+* ``probe <r1-trl command and args>``: that command unchanged, except that right after ``trainer.train()``
   every rank runs the trained model (still sharded under ZeRO-3) on a fixed input and saves the logits.
   The test compares them with the logits of the saved checkpoint reloaded by ``from_pretrained``.
 * ``rank-consistency OUT_DIR``: builds the datasets, scores fixed completions and shards the prompts the
@@ -164,7 +166,7 @@ def test_grpo_zero3_two_processes_saves_gathered_full_weights(tmp_path: Path, ra
     output_dir = tmp_path / "zero3"
     launch(
         "zero3.yaml",
-        [__file__, "grpo-probe", "--config", str(TINY_R1_ZERO), "--model_name_or_path", str(random_model),
+        [__file__, "probe", "grpo", "--config", str(TINY_R1_ZERO), "--model_name_or_path", str(random_model),
          *GRPO_OVERRIDES, "--save_strategy", "steps", "--save_steps", str(STEPS), "--output_dir", str(output_dir)],
         tmp_path,
         "grpo-zero3",
@@ -180,7 +182,7 @@ def test_grpo_ddp_two_processes_keeps_replicas_identical(tmp_path: Path, random_
     output_dir = tmp_path / "ddp"
     launch(
         "ddp.yaml",
-        [__file__, "grpo-probe", "--config", str(TINY_R1_ZERO), "--model_name_or_path", str(random_model),
+        [__file__, "probe", "grpo", "--config", str(TINY_R1_ZERO), "--model_name_or_path", str(random_model),
          *GRPO_OVERRIDES, "--output_dir", str(output_dir)],
         tmp_path,
         "grpo-ddp",
@@ -190,44 +192,49 @@ def test_grpo_ddp_two_processes_keeps_replicas_identical(tmp_path: Path, random_
     check_probe_logits(output_dir, expect_sharded=False)
 
 
-def _tiny_sft_recipe() -> Path | None:
-    """The tiny SFT recipe, once the SFT stage (``r1-trl sft``) exists."""
-    import yaml
+TINY_SFT = RECIPES / "tiny" / "cold_start_sft.yaml"
 
+
+def _sft_available() -> bool:
     from r1_trl import cli
-    from r1_trl.configs import R1SFTConfig
-    from r1_trl.recipes import config_class_for
 
-    if "sft" not in cli.HANDLERS:
-        return None
-    for path in sorted((RECIPES / "tiny").glob("*.yaml")):
-        raw = yaml.safe_load(path.read_text())
-        if isinstance(raw, dict) and "stages" not in raw and config_class_for(raw) is R1SFTConfig:
-            return path
-    return None
+    return TINY_SFT.is_file() and "sft" in cli.HANDLERS
 
 
-TINY_SFT_RECIPE = _tiny_sft_recipe()
+SFT_AVAILABLE = _sft_available()
 
 
-@pytest.mark.xfail(
-    TINY_SFT_RECIPE is None, strict=False,
-    reason="the SFT stage is not there yet: needs `r1-trl sft` in r1_trl.cli and an SFT recipe in recipes/tiny/",
-)
+def _write_sft_dataset(path: Path) -> Path:
+    """A small conversational prompt/completion set, saved the way the SFT stage reads it."""
+    from datasets import Dataset
+
+    rows = [
+        {"prompt": [{"role": "user", "content": f"What is {a} + {b}?"}],
+         "completion": [{"role": "assistant", "content": f"<think>{a} + {b} = {a + b}</think><answer>{a + b}</answer>"}]}
+        for a in range(1, 5) for b in range(1, 5)
+    ]
+    Dataset.from_list(rows).save_to_disk(str(path))
+    return path
+
+
+@pytest.mark.xfail(not SFT_AVAILABLE, strict=False,
+                   reason="the SFT stage is not there yet (`r1-trl sft` and recipes/tiny/cold_start_sft.yaml)")
 def test_sft_zero3_two_processes_saves_gathered_full_weights(tmp_path: Path, random_model: Path) -> None:
-    assert TINY_SFT_RECIPE is not None, "no `r1-trl sft` command or no tiny SFT recipe"
     output_dir = tmp_path / "sft-zero3"
+    dataset = _write_sft_dataset(tmp_path / "sft-data")
     launch(
         "zero3.yaml",
-        ["-m", "r1_trl.cli", "sft", "--config", str(TINY_SFT_RECIPE), "--model_name_or_path", str(random_model),
-         "--max_steps", str(STEPS), "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "1",
+        [__file__, "probe", "sft", "--config", str(TINY_SFT), "--model_name_or_path", str(random_model),
+         "--sft_dataset", str(dataset), "--max_steps", str(STEPS), "--per_device_train_batch_size", "2",
          "--eval_size", "2", "--eval_num_samples", "1", "--eval_max_new_tokens", "8", "--learning_rate", "1e-3",
-         "--logging_steps", "1", "--save_strategy", "steps", "--save_steps", str(STEPS),
+         "--warmup_steps", "0", "--logging_steps", "1", "--save_strategy", "steps", "--save_steps", str(STEPS),
          "--output_dir", str(output_dir)],
         tmp_path,
         "sft-zero3",
     )
+    assert json.loads((output_dir / "results.json").read_text())["train"]["steps"] == STEPS
     saved = check_trained_checkpoint(output_dir, random_model)
+    check_probe_logits(output_dir, expect_sharded=True)
     check_zero3_consolidation(output_dir / f"checkpoint-{STEPS}", saved)
 
 
@@ -256,42 +263,46 @@ def _sha(values: list[Any]) -> str:
     return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _grpo_probe(argv: list[str]) -> int:
-    """``r1-trl grpo`` with one addition: after training, every rank saves logits of the trained model."""
+def _probe(argv: list[str]) -> int:
+    """``r1-trl <command> ...`` with one addition: after training, every rank saves logits of the trained model."""
     import torch
 
     from r1_trl import cli
-    from r1_trl.stages import r1_zero
+    from r1_trl.stages import r1_zero, sft
 
-    class ProbedTrainer(r1_zero.R1GRPOTrainer):
-        def train(self, *args: Any, **kwargs: Any) -> Any:
-            output = super().train(*args, **kwargs)
-            self._save_probe()
-            return output
+    def probed(trainer_class: type) -> type:
+        class ProbedTrainer(trainer_class):  # type: ignore[misc, valid-type]
+            def train(self, *args: Any, **kwargs: Any) -> Any:
+                output = super().train(*args, **kwargs)
+                self._save_probe()
+                return output
 
-        def _save_probe(self) -> None:
-            # Under ZeRO-3 self.model is the engine's module: its parameters stay partitioned and are
-            # gathered layer by layer during this forward, which every rank runs together.
-            model = self.model
-            input_ids = self.processing_class(PROBE_TEXT, return_tensors="pt")["input_ids"]
-            was_training = model.training
-            model.eval()
-            with torch.no_grad():
-                logits = model(input_ids=input_ids).logits.float()
-            model.train(was_training)
-            parameters = list(model.parameters())
-            probe = {
-                "input_ids": input_ids,
-                "logits": logits,
-                "local_numel": sum(p.numel() for p in parameters),
-                "full_numel": sum(getattr(p, "ds_numel", p.numel()) for p in parameters),
-                "world_size": self.accelerator.num_processes,
-            }
-            rank = self.accelerator.process_index
-            torch.save(probe, Path(self.args.output_dir) / PROBE_FILE.format(rank=rank))
+            def _save_probe(self) -> None:
+                # Under ZeRO-3 self.model is the engine's module: its parameters stay partitioned and are
+                # gathered layer by layer during this forward, which every rank runs together.
+                model = self.model
+                input_ids = self.processing_class(PROBE_TEXT, return_tensors="pt")["input_ids"]
+                was_training = model.training
+                model.eval()
+                with torch.no_grad():
+                    logits = model(input_ids=input_ids).logits.float()
+                model.train(was_training)
+                parameters = list(model.parameters())
+                probe = {
+                    "input_ids": input_ids,
+                    "logits": logits,
+                    "local_numel": sum(p.numel() for p in parameters),
+                    "full_numel": sum(getattr(p, "ds_numel", p.numel()) for p in parameters),
+                    "world_size": self.accelerator.num_processes,
+                }
+                rank = self.accelerator.process_index
+                torch.save(probe, Path(self.args.output_dir) / PROBE_FILE.format(rank=rank))
 
-    r1_zero.R1GRPOTrainer = ProbedTrainer
-    return cli.main(["grpo", *argv])
+        return ProbedTrainer
+
+    r1_zero.R1GRPOTrainer = probed(r1_zero.R1GRPOTrainer)
+    sft.R1SFTTrainer = probed(sft.R1SFTTrainer)
+    return cli.main(argv)
 
 
 def _rank_consistency(output_dir: str) -> int:
@@ -342,8 +353,8 @@ def _rank_consistency(output_dir: str) -> int:
 
 def _worker(argv: list[str]) -> int:
     mode, rest = argv[0], argv[1:]
-    if mode == "grpo-probe":
-        return _grpo_probe(rest)
+    if mode == "probe":
+        return _probe(rest)
     if mode == "rank-consistency":
         return _rank_consistency(rest[0])
     raise SystemExit(f"unknown worker mode {mode!r}")

@@ -219,6 +219,15 @@ def rows_reaching_loss(trainer: LossInputsRecorder) -> list[tuple[str, int]]:
     ]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread() -> Any:
+    """The tiny model gains nothing from threads, and threads crawl when other jobs share the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from r1_trl.models.tiny import random_tiny_model

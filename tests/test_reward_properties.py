@@ -12,7 +12,7 @@ column, as TRL passes all columns to every reward):
 Inputs are arbitrary unicode (lone surrogates, NUL, zero-width and private-use characters included),
 fragments of the tags and syntax the rewards parse (``<think>``, ``<answer>``, ``\\boxed{``, code fences,
 step markers, towers of exponents), tags nested in one another, fenced Python blocks made of those
-fragments, malformed conversational messages, and, about once in eighty completions, a string of
+fragments, malformed conversational messages, and, about once in fifty completions, a string of
 200,000 characters. Dataset columns are valid most of the time and junk otherwise.
 
 Each generated batch is scored by every reward, so each reward sees all 2,000 examples while hypothesis
@@ -35,6 +35,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import reward_funcs
+from reward_funcs._text import completion_to_text
 
 # Every reward module; the ones written in parallel may not exist yet.
 for _module in ("formatting", "length", "repetition", "language", "accuracy", "code_exec", "countdown"):
@@ -69,10 +70,17 @@ nested_tags = st.recursive(
     max_leaves=15,
 )
 fenced_code = st.builds(lambda before, body: f"{before}\n```python\n{body}\n```\n", fragments, fragments)
-# About one text in ten is a fenced Python block: each one costs the code rewards a sandboxed run.
-normal_text = st.tuples(st.integers(0, 9), st.one_of(fragments, arbitrary, nested_tags), fenced_code).map(
-    lambda drawn: drawn[2] if drawn[0] == 0 else drawn[1]
-)
+
+
+def rarely(common: st.SearchStrategy, rare: st.SearchStrategy, one_in: int) -> st.SearchStrategy:
+    """``rare`` about once in ``one_in`` draws, else ``common``.
+
+    The gate is a value in the middle of the range: hypothesis favours the ends (0 comes up 3-4x too often).
+    """
+    return st.integers(0, one_in - 1).flatmap(lambda value: rare if value == one_in // 2 else common)
+
+
+normal_text = rarely(st.one_of(fragments, arbitrary, nested_tags), fenced_code, 10)
 
 
 def _huge(unit: str) -> str:
@@ -80,8 +88,7 @@ def _huge(unit: str) -> str:
     return (unit * (HUGE_SIZE // len(unit) + 1))[:HUGE_SIZE]
 
 
-# About one completion in eighty is huge (hypothesis draws each value of a small range about equally).
-text = st.tuples(st.integers(0, 79), normal_text).map(lambda pair: _huge(pair[1]) if pair[0] == 0 else pair[1])
+text = rarely(normal_text, normal_text.map(_huge), 50)
 
 odd_messages = st.one_of(
     st.just([]),
@@ -120,7 +127,9 @@ gold = st.one_of(
 )
 VALID_CODE_INFO = {"language": "python", "test_cases": [{"type": "stdin_stdout", "input": "1 2\n", "output": "3\n"}]}
 ASSERT_CODE_INFO = '{"test_cases": [{"type": "assert", "code": "assert f(1, 2) == 3"}]}'
-code_info = st.one_of(st.just(VALID_CODE_INFO), st.just(ASSERT_CODE_INFO), junk)
+# Test cases are usable in about one row in ten, so the code rewards start a sandboxed program (0.1-0.5 s
+# each) a few dozen times per run; code blocks themselves are frequent (fenced texts and fence fragments).
+code_info = rarely(junk, st.sampled_from([VALID_CODE_INFO, ASSERT_CODE_INFO]), 10)
 numbers = st.one_of(st.lists(st.integers(-5, 100), max_size=6), junk)
 target = st.one_of(st.integers(-1000, 1000), junk)
 language = st.sampled_from([None, "", "en", "zh", "es", "ja", "ru", "ar", "zh-CN", "Spanish"])
@@ -147,15 +156,19 @@ def draw_kwargs(data: st.DataObject, size: int) -> dict[str, Any]:
     return {**kwargs, **TRL_KWARGS}
 
 
-# Two rows: the second detects its language from the prompt, which loads all of lingua's models.
-WARM_COMPLETIONS = ["<think>2+2=4</think><answer>4</answer>", "<think>二加二等于四</think><answer>4</answer>"]
+# Latin, Han and kana reasoning, and a prompt whose language is detected: this loads the lingua models
+# the rewards need (a first use costs 1-5 s), so that no example pays for it.
+WARM_COMPLETIONS = [
+    "<think>二加二等于四。二に二を足すと四になります。</think><answer>4</answer>",
+    "<think>We add two and two and get four. Sumamos dos y dos.</think><answer>4</answer>",
+]
 WARM_KWARGS = {
-    "prompts": ["What is 2+2?", "2加2等于几？"],
+    "prompts": ["2加2等于几？", "What is two plus two?"],
     "solution": ["4", "4"],
     "verification_info": [VALID_CODE_INFO, VALID_CODE_INFO],
     "numbers": [[2, 2], [2, 2]],
     "target": [4, 4],
-    "language": ["en", None],
+    "language": ["zh", None],
     **TRL_KWARGS,
 }
 
@@ -258,10 +271,15 @@ def test_every_reward_survives_any_batch(rewards: dict[str, Callable[..., Any]])
     def property_holds(data: st.DataObject) -> None:
         completions = data.draw(completion_batches(), label="completions")
         kwargs = draw_kwargs(data, len(completions))
+        seen["examples"] += 1
+        seen["huge"] += sum(len(completion_to_text(c)) >= HUGE_SIZE for c in completions)
         for name, reward in rewards.items():
             score_with(name, reward, completions, kwargs)
 
+    seen = {"examples": 0, "huge": 0}
     property_holds()
+    print(f"{seen['examples']} batches, {seen['huge']} completions of {HUGE_SIZE:,} characters")
+    assert seen["examples"] >= EXAMPLES and seen["huge"] >= 20
     for name in rewards:
         stats = CASES.get(name, RewardCase()).stats
         print(f"{name}: slowest call {stats['slowest']:.3f}s, total {stats['total']:.1f}s")

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 import reward_funcs
 from r1_trl.configs import R1GRPOConfig
@@ -17,6 +18,15 @@ from reward_funcs import registry
 
 FLAKY = "test_trainer_flaky"
 MAX_COMPLETION_LENGTH = 8
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread() -> Any:
+    """The tiny model gains nothing from threads, and threads crawl when other jobs share the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

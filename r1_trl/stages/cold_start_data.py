@@ -43,6 +43,7 @@ import reward_funcs
 from r1_trl.configs import R1StageArguments, RecipeError, _parse_dict
 from r1_trl.data.builders import PromptSpec, build_prompt_datasets
 from r1_trl.data.reasoning import OUTPUT_FORMATS, SPECIAL_TOKEN, readable_completion
+from r1_trl.data.tasks.arithmetic import QUESTION_FORMS
 from r1_trl.data.templates import format_prompt, r1_zero_prompt
 from r1_trl.generation import Prompt, SamplingSettings, generate, vllm_available
 from r1_trl.stages.common import RESULTS_FILE, resolve_model, save_recipe, write_json_atomic
@@ -112,6 +113,18 @@ class ColdStartDataConfig(R1StageArguments):
     temperature: float = field(default=0.7, metadata={"help": "Sampling temperature."})
     top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling threshold."})
     max_new_tokens: int = field(default=96, metadata={"help": "Generation budget per sample."})
+    refine_max_new_tokens: int | None = field(
+        default=None,
+        metadata={"help": "Generation budget of the refine method (None: max_new_tokens); R1-Zero outputs are "
+                  "short before they are rewritten, so its RL completion length is enough."},
+    )
+    refine_sampling_language: str | None = field(
+        default=None,
+        metadata={"help": "Language in which the refine method shows R1-Zero the problem (None: the prompt's own "
+                  "language). 'en' lets an R1-Zero model trained on English prompts only cover problems posed "
+                  "in other languages (translate-test); the rewritten reasoning stays in the prompt's language. "
+                  "Needs a task with known question forms (arithmetic); other problems are shown as they are."},
+    )
     batch_problems: int = field(
         default=64, metadata={"help": "Problems per generation round (a method stops once it has its share)."}
     )
@@ -136,8 +149,8 @@ class ColdStartDataConfig(R1StageArguments):
             raise RecipeError(f"methods: each method may appear once, got {self.methods}")
         if self.output_format not in OUTPUT_FORMATS:
             raise RecipeError(f"output_format: must be one of {OUTPUT_FORMATS}, got {self.output_format!r}")
-        for name in ("target_size", "num_samples", "max_new_tokens", "batch_problems"):
-            if getattr(self, name) < 1:
+        for name in ("target_size", "num_samples", "max_new_tokens", "batch_problems", "refine_max_new_tokens"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise RecipeError(f"{name}: must be >= 1, got {getattr(self, name)}")
         if "few_shot" in self.methods and (self.few_shot_k < 1 or self.few_shot_pool_size < self.few_shot_k):
             raise RecipeError(
@@ -147,11 +160,14 @@ class ColdStartDataConfig(R1StageArguments):
             raise RecipeError(f"temperature: must be >= 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise RecipeError(f"top_p: must be in (0, 1], got {self.top_p}")
+        if self.refine_sampling_language is not None and self.refine_sampling_language not in QUESTION_FORMS:
+            raise RecipeError(f"refine_sampling_language: known question languages are {sorted(QUESTION_FORMS)}, "
+                              f"got {self.refine_sampling_language!r}")
         if not 0 <= self.min_language_consistency <= 1:
             raise RecipeError(f"min_language_consistency: must be in [0, 1], got {self.min_language_consistency}")
         for method, budget in self.problem_budget.items():
-            if method not in self.methods:
-                raise RecipeError(f"problem_budget: {method!r} is not one of methods {self.methods}")
+            if method not in METHODS:
+                raise RecipeError(f"problem_budget: unknown method {method!r}; known: {', '.join(METHODS)}")
             if budget < 0:
                 raise RecipeError(f"problem_budget: the budget of {method!r} must be >= 0, got {budget}")
 
@@ -248,6 +264,21 @@ def refine_r1_zero_output(
         return None, reason
     lines = [f"{left} {op} {right} = {result}" for left, op, right, result in steps]
     return readable_completion(lines, answer.strip(), language, output_format).strip(), None
+
+
+def translate_question(problem: str, language: str) -> str | None:
+    """The arithmetic question re-posed in ``language``, or None when it matches no known question form.
+
+    >>> translate_question("2 + 3 * 4 等于多少？", "en")
+    'What is 2 + 3 * 4?'
+    >>> translate_question("Prove that 1 = 1.", "en") is None
+    True
+    """
+    for form in QUESTION_FORMS.values():
+        head, _, tail = form.partition("{expression}")
+        if problem.startswith(head) and problem.endswith(tail) and len(problem) > len(head) + len(tail):
+            return QUESTION_FORMS[language].format(expression=problem[len(head) : len(problem) - len(tail)])
+    return None
 
 
 # --- verifying readable outputs ------------------------------------------------------------------------
@@ -352,9 +383,11 @@ class MethodStats:
     model: str
     problems: int = 0
     generated: int = 0
+    verified: int = 0
     kept: int = 0
     quota: int = 0
-    rejected: Counter = field(default_factory=Counter)
+    rejected: Counter = field(default_factory=Counter)  # failed a check, by the first check failed
+    surplus: Counter = field(default_factory=Counter)  # verified but not needed
     kept_by_language: Counter = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, Any]:
@@ -363,9 +396,11 @@ class MethodStats:
             "quota": self.quota,
             "problems_tried": self.problems,
             "generated": self.generated,
+            "verified": self.verified,
             "kept": self.kept,
-            "yield": self.kept / self.generated if self.generated else 0.0,
+            "yield": self.verified / self.generated if self.generated else 0.0,
             "rejected": dict(self.rejected.most_common()),
+            "verified_not_kept": dict(self.surplus.most_common()),
             "kept_by_language": dict(self.kept_by_language),
         }
 
@@ -379,7 +414,7 @@ class Candidate:
     reason: str | None = None
 
 
-Sampler = Callable[[str, list[Prompt]], list[list[str]]]
+Sampler = Callable[[str, list[Prompt], int], list[list[str]]]  # (model path, prompts, max_new_tokens)
 
 
 class ColdStartBuilder:
@@ -402,7 +437,7 @@ class ColdStartBuilder:
             self._tokenizers[path] = AutoTokenizer.from_pretrained(path, revision=revision)
         return self._tokenizers[path]
 
-    def _sample(self, path: str, prompts: list[Prompt]) -> list[list[str]]:
+    def _sample(self, path: str, prompts: list[Prompt], max_new_tokens: int) -> list[list[str]]:
         if path not in self._models:
             revision = self.revision if path == self.model_path else self.prompting_revision
             # vLLM takes the path; transformers gets the model loaded once and reused across rounds.
@@ -410,7 +445,7 @@ class ColdStartBuilder:
                 path, revision=revision
             )
         config = self.config
-        settings = SamplingSettings(num_samples=config.num_samples, max_new_tokens=config.max_new_tokens,
+        settings = SamplingSettings(num_samples=config.num_samples, max_new_tokens=max_new_tokens,
                                     temperature=config.temperature, top_p=config.top_p,
                                     seed=config.seed + self._round)
         self._round += 1
@@ -422,8 +457,9 @@ class ColdStartBuilder:
     ) -> list[list[Candidate]]:
         config = self.config
         if method == "refine":
-            prompts: list[Prompt] = [r1_zero_prompt(row["problem"], config.prefill_think) for row in rows]
-            outputs = self._sampler(self.model_path, prompts)
+            prompts: list[Prompt] = [r1_zero_prompt(self._sampling_question(row), config.prefill_think)
+                                     for row in rows]
+            outputs = self._sampler(self.model_path, prompts, config.refine_max_new_tokens or config.max_new_tokens)
             return [self._refined(row, samples) for row, samples in zip(rows, outputs, strict=True)]
         tokenizer = self.tokenizer(self.prompting_path)
         if method == "few_shot":
@@ -432,8 +468,14 @@ class ColdStartBuilder:
                        for row in rows]
         else:
             prompts = [direct_prompt(row["problem"], row["language"], config.output_format, tokenizer) for row in rows]
-        outputs = self._sampler(self.prompting_path, prompts)
+        outputs = self._sampler(self.prompting_path, prompts, config.max_new_tokens)
         return [[Candidate(row, sample.strip()) for sample in samples] for row, samples in zip(rows, outputs, strict=True)]
+
+    def _sampling_question(self, row: dict[str, Any]) -> str:
+        language = self.config.refine_sampling_language
+        if language is None or language == row["language"]:
+            return row["problem"]
+        return translate_question(row["problem"], language) or row["problem"]
 
     def _refined(self, row: dict[str, Any], samples: list[str]) -> list[Candidate]:
         config = self.config
@@ -493,10 +535,12 @@ class ColdStartBuilder:
             problem = candidate.row["problem"]
             if candidate.reason is not None:
                 stats.rejected[candidate.reason] += 1
-            elif problem in covered:
-                stats.rejected["duplicate_problem"] += 1
+                continue
+            stats.verified += 1
+            if problem in covered:
+                stats.surplus["problem_already_kept"] += 1
             elif stats.kept >= stats.quota:
-                stats.rejected["over_quota"] += 1
+                stats.surplus["over_quota"] += 1
             else:
                 covered.add(problem)
                 stats.kept += 1
@@ -605,6 +649,8 @@ def _stats(
         "generation": {"num_samples": config.num_samples, "temperature": config.temperature, "top_p": config.top_p,
                        "max_new_tokens": config.max_new_tokens, "seed": config.seed},
         "few_shot": {"k": config.few_shot_k, "pool_size": config.few_shot_pool_size},
+        "refine": {"max_new_tokens": config.refine_max_new_tokens or config.max_new_tokens,
+                   "sampling_language": config.refine_sampling_language, "think_prefilled": config.prefill_think},
         "min_language_consistency": config.min_language_consistency,
         "dataset_name": config.dataset_name,
         "task_kwargs": config.task_kwargs,

@@ -9,9 +9,9 @@ when it passes every rule below; the FIRST rule it fails is its rejection reason
 2. ``format``: the format reward is not 1 (exactly one ``<think>`` block, then one ``<answer>`` block).
 3. ``incorrect``: the accuracy reward (rule check against the gold ``solution``) is 0.
 4. ``language``: the language-consistency reward of its reasoning, against the prompt's language (the
-   ``language`` column, else detected from the problem), is below ``language_threshold``. Reasoning
-   without any words (only equations) has no language to mix; it passes unless
-   ``allow_wordless_reasoning`` is off.
+   ``language`` column, else detected from the problem; a problem with no detectable language passes), is
+   below ``language_threshold``. Reasoning without any words (only equations) has no language to mix; it
+   passes unless ``allow_wordless_reasoning`` is off.
 5. ``repetition``: the share of repeated word n-grams (``repetition_ngram_size``) exceeds ``max_repetition``.
 6. ``unverifiable``: the rules cannot check the answer (accuracy is None, e.g. no parseable gold) and no
    judge is configured.
@@ -48,7 +48,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from datasets import Dataset
+import torch
+from accelerate import PartialState
+from accelerate.utils import gather_object
+from datasets import Dataset, Features, List, Value
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 import reward_funcs
@@ -68,6 +71,11 @@ STATS_FILE = "stats.json"
 REJECTION_RULES = (
     "too_short", "too_long", "format", "incorrect", "language", "repetition", "unverifiable", "judge_rejected",
 )
+_MESSAGES = List({"role": Value("string"), "content": Value("string")})
+MIX_FEATURES = Features({
+    "prompt": _MESSAGES, "completion": _MESSAGES, "source": Value("string"), "language": Value("string"),
+    "problem": Value("string"), "solution": Value("string"), "category": Value("string"),
+})
 
 
 @dataclass
@@ -271,7 +279,7 @@ def check_completions(
         language_kwargs["languages"] = settings.language_candidates
     language_scores = reward_funcs.get("language_consistency")(list(completions), **language_kwargs)
     repetition = reward_funcs.get("repetition_penalty", ngram_size=settings.repetition_ngram_size, max_penalty=-1.0)
-    repetition_shares = [-(score or 0.0) for score in repetition(list(completions))]
+    repetition_shares = [abs(score) if score else 0.0 for score in repetition(list(completions))]
     checks = []
     for index, text in enumerate(completions):
         reasoning = reasoning_text(_prefilled(text, settings.think_prefilled))
@@ -303,7 +311,12 @@ JUDGE_INSTRUCTION = (
     "Response: {response}\n"
     "Is the response correct? Reply with yes or no."
 )
-_VERDICT = re.compile(r"\b(yes|no)\b|(不正确|不对|正确|错误|不是|否|是|对|错)", re.IGNORECASE)
+# The verdict must open the reply (after reasoning, an <answer> tag, "Verdict:" or quotes): a verdict word
+# later in a sentence ("这是错的", "the reference says yes but...") is not a verdict.
+_VERDICT = re.compile(
+    r"\s*(?:<answer>)?[\s*\"'`]*(?:verdict\s*[:：]\s*)?[\"'`*]*(?:(yes|no)\b|(不正确|不对|不是|正确|错误|否|是|对|错))",
+    re.IGNORECASE,
+)
 _POSITIVE = {"yes", "正确", "是", "对"}
 
 
@@ -313,7 +326,7 @@ def final_answer_text(completion: str) -> str:
     >>> final_answer_text("<think>3 * 4 = 12</think>\\n<answer>12</answer>")
     '<answer>12</answer>'
     """
-    head, closed, tail = completion.rpartition("</think>")
+    _, closed, tail = completion.rpartition("</think>")
     return tail.strip() if closed else completion.strip()
 
 
@@ -326,17 +339,18 @@ def judge_prompt(problem: str, reference: Any, response: str, conversational: bo
 
 
 def parse_verdict(text: str) -> bool | None:
-    """The judge's verdict: the first yes/no word (English or Chinese) after any reasoning; None if there is none.
+    """The judge's verdict: the yes/no word (English or Chinese) that opens its reply after any reasoning;
+    None when the reply does not open with one.
 
     >>> parse_verdict(" Yes, it matches."), parse_verdict("<think>12 vs 14</think> no"), parse_verdict("不正确")
     (True, False, False)
-    >>> parse_verdict("the answer is 14") is None
-    True
+    >>> parse_verdict("the answer is 14") is None, parse_verdict("这是错的") is None
+    (True, True)
     """
-    match = _VERDICT.search(final_answer_text(text))
+    match = _VERDICT.match(final_answer_text(text))
     if match is None:
         return None
-    return match.group().lower() in _POSITIVE
+    return (match.group(1) or match.group(2)).lower() in _POSITIVE
 
 
 @dataclass(frozen=True)
@@ -471,7 +485,8 @@ def save_dataset_atomic(dataset: Dataset, path: str | Path, stats: dict[str, Any
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.staging-", dir=path.parent))
     retired = path.parent / f".{path.name}.retired-{uuid.uuid4().hex}"
     try:
-        dataset.save_to_disk(str(staging))
+        # an empty dataset must still get one shard, or load_from_disk cannot read it back
+        dataset.save_to_disk(str(staging), **({"num_shards": 1} if len(dataset) == 0 else {}))
         write_json_atomic(staging / STATS_FILE, stats)
         if path.exists():
             os.replace(path, retired)  # a directory cannot be replaced by rename while it has files
@@ -516,11 +531,32 @@ def _mean(values: Sequence[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+def generate_sharded(
+    state: PartialState, model: Any, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[Prompt],
+    sampling: SamplingSettings,
+) -> list[list[str]]:
+    """Each process samples its contiguous share of the prompts; all groups come back in prompt order."""
+    if state.num_processes == 1:
+        return generate(model, tokenizer, prompts, sampling, show_progress=True)
+    with state.split_between_processes(list(range(len(prompts)))) as mine:
+        local = generate(model, tokenizer, [prompts[i] for i in mine], sampling,
+                         show_progress=state.is_main_process) if mine else []
+    gathered = gather_object(list(zip(mine, local, strict=True)))
+    return [group for _, group in sorted(gathered, key=lambda pair: pair[0])]
+
+
 def run(config: RejectionSamplingConfig) -> dict[str, Any]:
     """Sample, filter, deduplicate and mix; write ``datasets/sft_mix`` (with ``stats.json``), ``results.json``
-    and ``recipe.yaml`` under ``config.output_dir``."""
+    and ``recipe.yaml`` under ``config.output_dir``.
+
+    Launched on several processes (``accelerate launch``), each samples a share of the prompts; the main
+    process gathers them, runs the rules and the judge and writes everything; the others return
+    ``{"stage": ...}`` once it has finished.
+    """
     started = time.perf_counter()
     config.apply_runtime_settings()
+    # cpu=True lets CPU-only processes started by torchrun / accelerate share the prompts over gloo
+    state = PartialState(cpu=not torch.cuda.is_available())
     output_dir = Path(config.output_dir).absolute()
     model_path, revision = resolve_model(config.model_name_or_path, config.model_revision)
     tokenizer = AutoTokenizer.from_pretrained(model_path, revision=revision)
@@ -535,8 +571,11 @@ def run(config: RejectionSamplingConfig) -> dict[str, Any]:
                                 temperature=config.temperature, top_p=config.top_p,
                                 batch_size=config.generation_batch_size, seed=config.seed)
     generation_started = time.perf_counter()
-    groups = generate(_loadable(model_path, revision), tokenizer, prompts["prompt"], sampling, show_progress=True)
+    groups = generate_sharded(state, _loadable(model_path, revision), tokenizer, list(prompts["prompt"]), sampling)
     generation_seconds = time.perf_counter() - generation_started
+    if not state.is_main_process:
+        state.wait_for_everyone()  # until the main process has written the dataset
+        return {"stage": STAGE}
     if len(groups) != len(rows) or any(len(group) != k for group in groups):
         raise RuntimeError(f"generation returned {[len(g) for g in groups]} completions for {len(rows)} prompts x {k}")
 
@@ -597,8 +636,7 @@ def run(config: RejectionSamplingConfig) -> dict[str, Any]:
     general_languages = config.general_languages or _prompt_languages(rows, has_language)
     general = general_rows(general_count, general_languages, config.seed, config.general_think_style,
                            config.system_prompt)
-    mix = Dataset.from_list(reasoning + general) if reasoning or general else _empty_mix()
-    mix = mix.shuffle(seed=config.seed)
+    mix = mix_dataset(reasoning + general).shuffle(seed=config.seed)
 
     stats = _stats(config, model_path, rows, owners, checks, reasons, settings, selection, kept, general,
                    general_languages, judge_stats, has_language, generation_seconds, len(mix))
@@ -617,17 +655,19 @@ def run(config: RejectionSamplingConfig) -> dict[str, Any]:
     save_recipe(config, output_dir)
     logger.info("rejection sampling kept %d of %d completions, added %d general rows -> %s",
                 len(kept), len(texts), len(general), dataset_path)
+    state.wait_for_everyone()
     return results
+
+
+def mix_dataset(rows: list[dict[str, Any]]) -> Dataset:
+    if not rows:  # from_list([]) would lose the columns
+        return Dataset.from_dict({name: [] for name in MIX_FEATURES}, features=MIX_FEATURES)
+    return Dataset.from_list(rows, features=MIX_FEATURES)
 
 
 def _prompt_languages(rows: list[dict[str, Any]], has_language: bool) -> list[str]:
     found = sorted({row["language"] for row in rows if row["language"] in GENERAL_LANGUAGES}) if has_language else []
     return found or ["en"]
-
-
-def _empty_mix() -> Dataset:
-    columns = ("prompt", "completion", "source", "language", "problem", "solution", "category")
-    return Dataset.from_dict({name: [] for name in columns})
 
 
 def _stats(
@@ -673,6 +713,7 @@ def _stats(
             "seed": config.seed,
             "prompt_template": config.prompt_template,
             "backend": "vllm" if vllm_available() and not config.model_revision else "transformers",
+            "processes": PartialState().num_processes,
             "dataset_name": config.dataset_name,
             "task_kwargs": config.task_kwargs,
             "seconds": generation_seconds,
