@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -57,8 +58,27 @@ def generate(
     if isinstance(model, str):
         from transformers import AutoModelForCausalLM
 
-        model = AutoModelForCausalLM.from_pretrained(model)
+        with _outside_deepspeed_zero3():
+            loaded = AutoModelForCausalLM.from_pretrained(model)
+            return _generate_transformers(loaded, tokenizer, prompts, settings, show_progress)
     return _generate_transformers(model, tokenizer, prompts, settings, show_progress)
+
+
+@contextlib.contextmanager
+def _outside_deepspeed_zero3():
+    """Treat a model loaded here as a plain local model even inside a DeepSpeed ZeRO-3 run.
+
+    Otherwise ``from_pretrained`` partitions it across ranks (zero.Init) and ``generate`` all-reduces
+    after every token with ranks that may not be generating (the main-process-only evaluation).
+    """
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    saved = hf_deepspeed._hf_deepspeed_config_weak_ref
+    hf_deepspeed._hf_deepspeed_config_weak_ref = None
+    try:
+        yield
+    finally:
+        hf_deepspeed._hf_deepspeed_config_weak_ref = saved
 
 
 @torch.no_grad()

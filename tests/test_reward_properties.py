@@ -128,7 +128,7 @@ gold = st.one_of(
 VALID_CODE_INFO = {"language": "python", "test_cases": [{"type": "stdin_stdout", "input": "1 2\n", "output": "3\n"}]}
 ASSERT_CODE_INFO = '{"test_cases": [{"type": "assert", "code": "assert f(1, 2) == 3"}]}'
 # Test cases are usable in about one row in ten, so the code rewards start a sandboxed program (0.1-0.5 s
-# each) a few dozen times per run; code blocks themselves are frequent (fenced texts and fence fragments).
+# each) about 70 times in 2,000 examples; code blocks themselves are frequent (fenced texts, fence pieces).
 code_info = rarely(junk, st.sampled_from([VALID_CODE_INFO, ASSERT_CODE_INFO]), 10)
 numbers = st.one_of(st.lists(st.integers(-5, 100), max_size=6), junk)
 target = st.one_of(st.integers(-1000, 1000), junk)
