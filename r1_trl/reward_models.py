@@ -13,8 +13,8 @@ accuracy (share of held-out pairs whose chosen answer outscores the rejected one
 also checks that RL renders inputs the way the model was trained on them.
 
 Outputs in ``output_dir``: ``checkpoint/`` (model + tokenizer), ``results.json``, ``recipe.yaml`` and, for
-synthetic pairs, ``datasets/preferences_{train,test}/``. ``run(config)`` is usable as a pipeline step
-(``STAGE = "reward-model"``); ``train_reward_model(config)`` returns the checkpoint path.
+synthetic pairs, ``datasets/preferences_{train,test}/``. With ``STAGE``, ``CONFIG_CLASS`` and ``run(config)``
+this module can serve as a pipeline step; ``train_reward_model(config)`` returns the checkpoint path.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate import PartialState
 from datasets import Dataset, load_dataset
 from transformers import AutoTokenizer
 from trl import RewardConfig, RewardTrainer
@@ -37,7 +38,7 @@ from r1_trl.configs import TINY_MODEL, RecipeError
 from r1_trl.data.preferences import PREFERENCE_KINDS, preference_pairs
 from r1_trl.stages.common import CHECKPOINT_DIR, RESULTS_FILE, resolve_model, save_recipe, write_json_atomic
 from reward_funcs._text import completion_to_text
-from reward_funcs.model_based import Prompt, RewardModelScorer
+from reward_funcs.model_based import Prompt, Scorer, reward_model_scorer
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +111,9 @@ class RewardModelConfig(RewardConfig):
             super().__post_init__()
         except ValueError as error:
             raise RecipeError(str(error)) from None
+
+
+CONFIG_CLASS = RewardModelConfig
 
 
 def load_preference_splits(config: RewardModelConfig) -> tuple[Dataset, Dataset]:
@@ -189,7 +193,7 @@ def pair_views(example: dict[str, Any]) -> tuple[Prompt, str, Prompt, str]:
     return views[0], views[1], views[2], views[3]
 
 
-def pairwise_accuracy(scorer: RewardModelScorer, pairs: Dataset) -> dict[str, Any]:
+def pairwise_accuracy(scorer: Scorer, pairs: Dataset) -> dict[str, Any]:
     """Share of pairs whose chosen answer scores above the rejected one, overall and per ``rejection`` type."""
     prompts: list[Prompt] = []
     responses: list[str] = []
@@ -229,18 +233,24 @@ def save_dataset_atomic(dataset: Dataset, target: Path, stats: dict[str, Any]) -
 
 
 def run(config: RewardModelConfig) -> dict[str, Any]:
-    """Train one reward model and measure it; returns (and writes) ``results.json``'s content."""
+    """Train one reward model and measure it; returns (and writes) ``results.json``'s content.
+
+    Under ``accelerate launch`` every process trains; the main process writes the artifacts and measures
+    the saved checkpoint, the others return once it is done (with the checkpoint path only).
+    """
     started = time.perf_counter()
     if config.torch_num_threads:
         torch.set_num_threads(config.torch_num_threads)
     output_dir = Path(config.output_dir)
+    checkpoint = output_dir / CHECKPOINT_DIR
     model_path, revision = resolve_model(config.model_name_or_path, config.model_revision)
     if revision:
         config.model_init_kwargs = {**(config.model_init_kwargs or {}), "revision": revision}
     tokenizer = AutoTokenizer.from_pretrained(model_path, revision=revision)
     train, held_out = load_preference_splits(config)
+    main_process = PartialState().is_main_process
     datasets: dict[str, str] = {}
-    if config.preference_dataset is None:
+    if config.preference_dataset is None and main_process:
         for name, split, pairs in (
             ("preferences_train", "train", train),
             ("preferences_test", "test", held_out),
@@ -255,48 +265,57 @@ def run(config: RewardModelConfig) -> dict[str, Any]:
             datasets[name] = str(save_dataset_atomic(pairs, output_dir / "datasets" / name, stats).resolve())
 
     trainer = RewardTrainer(model=model_path, args=config, train_dataset=train, processing_class=tokenizer)
-    scorer = RewardModelScorer(trainer.model, tokenizer, batch_size=config.per_device_eval_batch_size)
-    before = pairwise_accuracy(scorer, held_out)
+    before = trainer.evaluate(eval_dataset=held_out)
     train_started = time.perf_counter()
     trainer.train()
     train_seconds = time.perf_counter() - train_started
-    trainer.model.eval()
-    after = pairwise_accuracy(scorer, held_out)
-    # TRL's evaluation of the same pairs agrees with ours only if RL scoring renders inputs as training did.
     trl_eval = trainer.evaluate(eval_dataset=held_out)
-    after["trl_eval_accuracy"] = trl_eval.get("eval_accuracy")
-    checkpoint = output_dir / CHECKPOINT_DIR
     trainer.save_model(str(checkpoint))
-    tokenizer.save_pretrained(checkpoint)
-    history = trainer.state.log_history
     results: dict[str, Any] = {
         "stage": STAGE,
         "kind": config.preference_kind,
-        "model": config.model_name_or_path,
-        "backbone_path": model_path,
-        "preference_dataset": config.preference_dataset or "synthetic",
         "checkpoint": str(checkpoint.resolve()),
-        "before": before,
-        "metrics": after,
-        "datasets": datasets,
-        "train": {
-            "steps": trainer.state.global_step,
-            "seconds": train_seconds,
-            "train_pairs": len(train),
-            "held_out_pairs": len(held_out),
-            "final_train_accuracy": next((r["accuracy"] for r in reversed(history) if "accuracy" in r), None),
-        },
-        "log_history": history,
-        "seconds": time.perf_counter() - started,
     }
-    write_json_atomic(output_dir / RESULTS_FILE, results)
-    save_recipe(config, output_dir)
-    logger.info(
-        "%s reward model: held-out pairwise accuracy %.3f (before training %.3f)",
-        config.preference_kind,
-        after["pairwise_accuracy"],
-        before["pairwise_accuracy"],
-    )
+    if trainer.accelerator.is_main_process:
+        tokenizer.save_pretrained(checkpoint)
+        # Measured on the saved checkpoint through the scorer the RL rewards use; TRL's evaluation of the
+        # same pairs agrees with it only if RL scoring renders inputs the way training did.
+        after = pairwise_accuracy(reward_model_scorer(str(checkpoint)), held_out)
+        after["trl_eval_accuracy"] = trl_eval.get("eval_accuracy")
+        history = trainer.state.log_history
+        results.update(
+            {
+                "model": config.model_name_or_path,
+                "backbone_path": model_path,
+                "preference_dataset": config.preference_dataset or "synthetic",
+                "before": {
+                    "pairwise_accuracy": before.get("eval_accuracy"),
+                    "eval_loss": before.get("eval_loss"),
+                },
+                "metrics": after,
+                "datasets": datasets,
+                "train": {
+                    "steps": trainer.state.global_step,
+                    "seconds": train_seconds,
+                    "train_pairs": len(train),
+                    "held_out_pairs": len(held_out),
+                    "final_train_accuracy": next(
+                        (row["accuracy"] for row in reversed(history) if "accuracy" in row), None
+                    ),
+                },
+                "log_history": history,
+                "seconds": time.perf_counter() - started,
+            }
+        )
+        write_json_atomic(output_dir / RESULTS_FILE, results)
+        save_recipe(config, output_dir)
+        logger.info(
+            "%s reward model: held-out pairwise accuracy %.3f (before training %.3f)",
+            config.preference_kind,
+            after["pairwise_accuracy"],
+            before.get("eval_accuracy", float("nan")),
+        )
+    trainer.accelerator.wait_for_everyone()
     return results
 
 

@@ -128,7 +128,7 @@ def _as_fraction(value: Any) -> Fraction | None:
         return None
     try:
         return Fraction(str(value).strip()) if isinstance(value, str) else Fraction(value)
-    except (ValueError, TypeError, ZeroDivisionError):
+    except (ValueError, TypeError, ZeroDivisionError, OverflowError):
         return None
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from reward_funcs._text import Completion, completion_to_text
@@ -86,7 +87,8 @@ def applicable_rows(kwargs: dict[str, Any], size: int, prompt_types: str | Seque
     column = kwargs.get(PROMPT_TYPE_COLUMN)
     if wanted is None or not isinstance(column, list) or len(column) != size:
         return list(range(size))
-    return [i for i, value in enumerate(column) if value is None or value in wanted]
+    # A value that is not a string (None, junk) leaves the row untagged: every reward scores it.
+    return [i for i, value in enumerate(column) if not isinstance(value, str) or value in wanted]
 
 
 def _subset_kwargs(kwargs: dict[str, Any], rows: list[int], size: int) -> dict[str, Any]:
@@ -148,14 +150,14 @@ def render_for_reward_model(
 ) -> list[int]:
     """Token ids of (prompt, response) as ``trl.RewardTrainer`` tokenizes a preference example."""
     if isinstance(prompt, list):
-        messages = [m for m in prompt if include_system or m.get("role") != "system"]
+        messages = [m for m in prompt if isinstance(m, dict) and (include_system or m.get("role") != "system")]
         messages.append({"role": "assistant", "content": response})
         if not getattr(tokenizer, "chat_template", None):
             raise ValueError(
                 "the reward model's tokenizer has no chat template; conversational prompts need one"
             )
         return list(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"])
-    text = (prompt or "") + response
+    text = (prompt if isinstance(prompt, str) else "") + response
     eos = tokenizer.eos_token or ""
     if not text.endswith(eos):
         text += eos
@@ -222,9 +224,21 @@ def default_device() -> str:
     return f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu"
 
 
-@functools.lru_cache(maxsize=8)
 def load_reward_model(model_path: str, device: str | None = None) -> tuple[Any, Any]:
-    """(model, tokenizer) of a reward model, loaded once per (path, device), in eval mode."""
+    """(model, tokenizer) of a reward model in eval mode, loaded once per (path, device) and kept while the
+    files at a local path stay unchanged (a retrained model at the same path is loaded anew)."""
+    return _load_reward_model(str(model_path), device or default_device(), _files_stamp(str(model_path)))
+
+
+def _files_stamp(model_path: str) -> int | None:
+    path = Path(model_path)
+    if not path.is_dir():
+        return None  # a Hub id: its files do not change under us
+    return max((item.stat().st_mtime_ns for item in path.iterdir() if item.is_file()), default=None)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_reward_model(model_path: str, device: str, stamp: int | None) -> tuple[Any, Any]:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     try:
@@ -232,7 +246,7 @@ def load_reward_model(model_path: str, device: str | None = None) -> tuple[Any, 
         model = AutoModelForSequenceClassification.from_pretrained(model_path, num_labels=1)
     except (OSError, ValueError) as error:
         raise ValueError(f"model_path: cannot load a reward model from {model_path!r}: {error}") from None
-    model.to(device or default_device()).eval()
+    model.to(device).eval()
     return model, tokenizer
 
 
@@ -243,7 +257,8 @@ def reward_model_scorer(
     device: str | None = None,
     include_system: bool = False,
 ) -> RewardModelScorer:
-    model, tokenizer = load_reward_model(str(model_path), device)
+    """A scorer around the reward model at ``model_path`` (loaded once, see :func:`load_reward_model`)."""
+    model, tokenizer = load_reward_model(model_path, device)
     return RewardModelScorer(model, tokenizer, batch_size, max_length, include_system)
 
 
@@ -275,7 +290,9 @@ def _model_reward(
         )
         responses = [view(completion_to_text(completions[i])) for i in rows]
         for row, value in zip(rows, scorer(row_prompts, responses), strict=True):
-            scores[row] = _sigmoid(value) if sigmoid else float(value)
+            value = float(value)
+            if math.isfinite(value):
+                scores[row] = _sigmoid(value) if sigmoid else value
         return scores
 
     reward.__name__ = name

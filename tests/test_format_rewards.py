@@ -97,7 +97,7 @@ def test_format_is_linear_on_huge_tag_soup() -> None:
     start = time.perf_counter()
     assert not has_r1_format(soup)
     assert not has_r1_format("<think>" + "a" * 1_000_000 + "</think><answer>" + "b" * 1_000_000)
-    assert time.perf_counter() - start < 1.0
+    assert time.perf_counter() - start < 3.0  # ~0.1 s measured; a quadratic scan would take minutes
 
 
 # --- tag_count ---------------------------------------------------------------------------------------------
@@ -165,4 +165,4 @@ def test_reasoning_steps_is_linear_on_pathological_whitespace() -> None:
     texts = ["\n" * 200_000, " \t" * 100_000 + "1", "Step" + " " * 200_000, "第" + "一" * 200_000]
     start = time.perf_counter()
     assert reward_funcs.get("reasoning_steps")(texts) == [0.0, 0.0, 0.0, 0.0]
-    assert time.perf_counter() - start < 1.0
+    assert time.perf_counter() - start < 3.0  # ~0.1 s measured; a quadratic scan would take minutes

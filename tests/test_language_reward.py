@@ -19,6 +19,7 @@ import reward_funcs
 import reward_funcs.language  # noqa: F401 - registers the reward
 from reward_funcs.language import (
     normalize_language,
+    preload_models,
     reasoning_text,
     target_share,
     words_by_sentence,
@@ -179,6 +180,11 @@ def test_unknown_language_is_a_clear_error_and_unscored_when_guarded() -> None:
     assert reward_funcs.get("language_consistency")([EN, EN], language=["xx", "en"]) == [None, 1.0]
 
 
+def test_preloading_checks_its_languages() -> None:
+    with pytest.raises(ValueError, match="unknown or unsupported language"):
+        preload_models(("en", "tlh"))
+
+
 def test_language_set_is_configurable() -> None:
     # Without Spanish among the languages, Spanish words cannot be told from English ones by lingua:
     # with only English using the Latin script, every Latin word counts as English.
@@ -237,6 +243,7 @@ OFFLINE_SCRIPT = textwrap.dedent(
 
     import reward_funcs.language as language
 
+    language.preload_models()  # every model of the default languages, from the wheel
     completions = [
         "<think>{en}</think><answer>55</answer>",
         [{{"role": "assistant", "content": "<think>{zh}</think>55"}}],

@@ -42,7 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "recipes"
 ACCELERATE_CONFIGS = RECIPES / "accelerate_configs"
 SLURM_SCRIPT = RECIPES / "slurm" / "grpo_multinode.sh"
-DOCS = REPO / "docs" / "recipes.md"
+DOCS = REPO / "README.md"
 TINY_R1_ZERO = RECIPES / "tiny" / "r1_zero.yaml"
 CPU_FOLDERS = ("tiny", "variants")
 NOT_STAGE_RECIPES = ("accelerate_configs", "slurm")
@@ -203,7 +203,7 @@ def test_reasoning_rl_and_distilled_model_recipes_configure_their_rewards(gpu_ma
     assert format_reward([[{"role": "assistant", "content": "So \\boxed{5}."}]]) == [0.0]
 
 
-# Each variant is the tiny R1-Zero recipe with only its own loss settings changed (docs/recipes.md table).
+# Each variant is the tiny R1-Zero recipe with only its own loss settings changed (README table).
 VARIANT_FIELDS = {
     "dr_grpo": {"loss_type", "scale_rewards", "beta"},
     "dapo": {"loss_type", "beta", "epsilon_high", "mask_truncated_completions", "dynamic_sampling",

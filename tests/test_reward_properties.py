@@ -17,7 +17,8 @@ fragments, malformed conversational messages, and, about once in fifty completio
 
 Each generated batch is scored by every reward, so each reward sees all 2,000 examples while hypothesis
 generates them once. The rewards that run expensive work (the math-verify worker, sandboxed programs)
-get tighter timeouts so that this stays affordable.
+get tighter timeouts so that this stays affordable, and the reward-model rewards get a stand-in scorer
+(what is under test is everything around the model: row routing, text extraction, the score mapping).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ import reward_funcs
 from reward_funcs._text import completion_to_text
 
 # Every reward module; the ones written in parallel may not exist yet.
-for _module in ("formatting", "length", "repetition", "language", "accuracy", "code_exec", "countdown"):
+for _module in ("formatting", "length", "repetition", "language", "accuracy", "code_exec", "countdown", "model_based"):
     with contextlib.suppress(ImportError):
         importlib.import_module(f"reward_funcs.{_module}")
 
@@ -133,6 +134,7 @@ code_info = rarely(junk, st.sampled_from([VALID_CODE_INFO, ASSERT_CODE_INFO]), 1
 numbers = st.one_of(st.lists(st.integers(-5, 100), max_size=6), junk)
 target = st.one_of(st.integers(-1000, 1000), junk)
 language = st.sampled_from([None, "", "en", "zh", "es", "ja", "ru", "ar", "zh-CN", "Spanish"])
+prompt_type = st.one_of(st.sampled_from([None, "general", "reasoning"]), short_text)  # a string column
 
 # Every column of every reward, as TRL passes all dataset columns to every reward.
 COLUMNS = {
@@ -142,6 +144,7 @@ COLUMNS = {
     "numbers": numbers,
     "target": target,
     "language": language,
+    "prompt_type": prompt_type,
 }
 TRL_KWARGS = {"trainer_state": None, "log_extra": lambda *args: None, "log_metric": lambda *args: None}
 
@@ -169,6 +172,7 @@ WARM_KWARGS = {
     "numbers": [[2, 2], [2, 2]],
     "target": [4, 4],
     "language": ["zh", None],
+    "prompt_type": ["general", "reasoning"],
     **TRL_KWARGS,
 }
 
@@ -194,6 +198,12 @@ def _fast_accuracy() -> Callable[..., list[float | None]]:
     return reward_funcs.get("accuracy", guard=False, timeout=1.0)
 
 
+def length_scorer(prompts: list[Any], responses: list[Any]) -> list[float]:
+    """Stands in for a reward model (loading and running one is tested with the model-based rewards)."""
+    assert len(prompts) == len(responses) and all(isinstance(response, str) for response in responses)
+    return [len(response) / 100.0 - 1.0 for response in responses]
+
+
 CASES: dict[str, RewardCase] = {
     "format": RewardCase(low=0.0, high=1.0),
     "tag_count": RewardCase(low=0.0, high=1.0),
@@ -215,6 +225,9 @@ CASES: dict[str, RewardCase] = {
     # One test case per row, each program may run for its 1 s limit.
     "code": RewardCase(config=lambda: {"time_limit": 1.0}, low=0.0, high=1.0, seconds_per_completion=10.0),
     "binary_code": RewardCase(config=lambda: {"time_limit": 1.0}, low=0.0, high=1.0, seconds_per_completion=10.0),
+    # Sigmoid of the scorer's value: a preference probability.
+    "helpfulness_rm": RewardCase(config=lambda: {"scorer": length_scorer}, low=0.0, high=1.0),
+    "harmlessness_rm": RewardCase(config=lambda: {"scorer": length_scorer}, low=0.0, high=1.0),
 }
 
 

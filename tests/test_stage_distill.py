@@ -58,7 +58,7 @@ def test_filter_keeps_correct_well_formed_unique_samples_and_counts_each_rejecti
     rows = Dataset.from_list([{"solution": "14"}, {"solution": "3"}, {"solution": "7"}])
     right_14 = tagged(["3 * 4 = 12", "2 + 12 = 14"], "14")
     samples = [
-        [right_14, right_14, tagged(["2 + 3 = 5"], "20"), "the answer is 14"],  # ok, duplicate, wrong, malformed
+        [right_14, right_14, tagged(["2 + 3 = 5"], "20"), "the answer is 15"],  # ok, duplicate, wrong, malformed
         [tagged(["1 + 2 = 3"], "3"), tagged(["2 + 1 = 3"], "3"), tagged(["3 = 3"], "3")],  # third is over the cap
         ["<think>x</think><answer>8</answer>"],  # wrong
     ]
@@ -67,7 +67,7 @@ def test_filter_keeps_correct_well_formed_unique_samples_and_counts_each_rejecti
     assert kept == [(0, right_14), (1, samples[1][0]), (1, samples[1][1])]
     assert stats["generated"] == 8 and stats["kept"] == 3 and stats["prompts"] == 3
     assert stats["rejected"] == {"format": 1, "accuracy": 2, "duplicate": 1, "per_prompt_cap": 1}
-    assert stats["failed"] == {"format": 1, "accuracy": 3}  # the malformed sample is also wrong
+    assert stats["failed"] == {"format": 1, "accuracy": 3}  # the malformed sample is wrong too
     assert stats["prompts_with_kept_samples"] == 2
     assert stats["keep_rate"] == pytest.approx(3 / 8)
 
@@ -176,7 +176,7 @@ def completion_nll(model_path: str, dataset: Dataset) -> float:
 
 
 def test_student_sft_learns_the_teacher_completions(tmp_path, models):
-    cfg = config(tmp_path, prompt_template="none", max_steps=40, learning_rate=3e-3, per_device_train_batch_size=8,
+    cfg = config(tmp_path, prompt_template="none", max_steps=40, learning_rate=1e-2, per_device_train_batch_size=8,
                  logging_steps=10)
     train, _ = build_prompt_datasets(PromptSpec.from_config(cfg))
     rows = train.select(range(16))

@@ -11,8 +11,8 @@ Three sources, as in the paper:
   steps cannot be parsed, do not check out or do not reach the answer are discarded.
 
 An output "verifies" when it is well formed in the chosen output format, its answer is correct (the
-``accuracy`` reward), its reasoning is in the prompt's language (the ``language_consistency`` reward)
-and it shows explicit step structure (``First, ...``/``首先，...``). Each problem is kept at most once.
+``accuracy`` reward), it shows explicit step structure (``First, ...``/``首先，...``) and its reasoning
+is in the prompt's language (the ``language_consistency`` reward). Each problem is kept at most once.
 
 The examples are written as SFT prompt/completion pairs in TRL's conversational format (``prompt``: chat
 messages, ``completion``: one assistant message), so ``SFTTrainer`` renders them with the chat template
@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from datasets import Dataset
+from datasets import Dataset, Features, List, Value
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
 import reward_funcs
@@ -311,7 +311,7 @@ def rejection_reasons(
     min_language_consistency: float = 1.0,
 ) -> list[str | None]:
     """Per text: None when it verifies, else the first failed check
-    (``ill_formed``, ``wrong_answer``, ``mixed_language``, ``no_step_structure``)."""
+    (``ill_formed``, ``wrong_answer``, ``no_step_structure``, ``mixed_language``)."""
     accuracy = reward_funcs.get("accuracy")(list(texts), solution=list(solutions))
     language_texts = [t.replace(SPECIAL_TOKEN, "\n") for t in texts]  # the marker is not a word of any language
     consistency = reward_funcs.get("language_consistency")(language_texts, language=list(languages))
@@ -322,10 +322,10 @@ def rejection_reasons(
             reasons.append("ill_formed")
         elif correct != 1.0:
             reasons.append("wrong_answer")
-        elif share is None or share < min_language_consistency:
-            reasons.append("mixed_language")
         elif count_steps(reasoning) < 1:
             reasons.append("no_step_structure")
+        elif share is None or share < min_language_consistency:
+            reasons.append("mixed_language")
         else:
             reasons.append(None)
     return reasons
@@ -577,7 +577,8 @@ def save_dataset_atomic(dataset: Dataset, target: str | Path, stats: dict[str, A
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
     try:
-        dataset.save_to_disk(str(staging))
+        # An empty dataset needs an explicit shard: datasets would write none and then fail to load it.
+        dataset.save_to_disk(str(staging), num_shards=1 if len(dataset) == 0 else None)
         write_json_atomic(staging / STATS_FILE, stats)
         if target.exists():
             retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
@@ -605,7 +606,8 @@ def run(config: ColdStartDataConfig, sampler: Sampler | None = None) -> dict[str
     builder = ColdStartBuilder(config, sampler)
     examples, by_method = builder.build(problems)
     output_dir = Path(config.output_dir)
-    target = save_dataset_atomic(Dataset.from_list(examples) if examples else _empty_dataset(),
+    dataset = Dataset.from_list(examples) if examples else _empty_dataset(config.prompt_template == "chat")
+    target = save_dataset_atomic(dataset,
                                  output_dir / "datasets" / DATASET_NAME,
                                  _stats(config, builder, problems, examples, by_method, started))
     results = {
@@ -658,9 +660,14 @@ def _stats(
     }
 
 
-def _empty_dataset() -> Dataset:
-    columns = ("prompt", "completion", "problem", "solution", "language", "method", "source_model")
-    return Dataset.from_dict({name: [] for name in columns})
+def _empty_dataset(conversational: bool) -> Dataset:
+    """No example verified: an empty dataset with the columns (and types) a full one would have."""
+    text = Value("string")
+    messages = List({"role": text, "content": text})
+    columns = {"prompt": messages if conversational else text, "completion": messages if conversational else text}
+    columns |= dict.fromkeys(("problem", "solution", "language", "method", "source_model"), text)
+    features = Features(columns)
+    return Dataset.from_dict({name: [] for name in features}, features=features)
 
 
 CONFIG_CLASS = ColdStartDataConfig
