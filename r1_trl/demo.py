@@ -17,8 +17,11 @@ def before_after_table(results: dict[str, Any]) -> str:
     rows = [("held-out accuracy (pass@1)", "accuracy"), ("format rate", "format_rate"),
             ("mean completion length", "mean_length")]
     rows += [(key, key) for key in after if key.startswith(("pass@", "maj@"))]
+    rows += [(key, key) for key in after if key.startswith("general/") and key.count("/") == 1]
+    if "language_consistency" in after:
+        rows.append(("language consistency", "language_consistency"))
     lines = [f"{'metric':<28}{'before':>10}{'after':>10}"]
-    lines += [f"{label:<28}{before[key]:>10.3f}{after[key]:>10.3f}" for label, key in rows]
+    lines += [f"{label:<28}{before.get(key, float('nan')):>10.3f}{after[key]:>10.3f}" for label, key in rows]
     train = results.get("train", {})
     if train.get("mean_completion_length_first") is not None:
         lines.append(

@@ -33,8 +33,9 @@ def config_class_for(recipe: dict, path: str | Path | None = None) -> type:
     from r1_trl.pipeline import STAGE_MODULES
 
     stage = recipe.get("stage_name") or (Path(path).stem.replace("_", "-") if path else None)
-    if stage in STAGE_MODULES:
-        return importlib.import_module(STAGE_MODULES[stage]).CONFIG_CLASS
+    modules = {**STAGE_MODULES, "reward-model": "r1_trl.reward_models"}
+    if stage in modules:
+        return importlib.import_module(modules[stage]).CONFIG_CLASS
     return R1GRPOConfig if "reward_funcs" in recipe or "num_generations" in recipe else R1SFTConfig
 
 

@@ -7,7 +7,16 @@
 """
 
 # Importing a reward module registers its rewards.
-from reward_funcs import accuracy, code_exec, countdown, formatting, language, length, repetition  # noqa: F401
+from reward_funcs import (  # noqa: F401
+    accuracy,
+    code_exec,
+    countdown,
+    formatting,
+    language,
+    length,
+    model_based,
+    repetition,
+)
 from reward_funcs.registry import RewardFunc, UnknownRewardError, get, guarded, names, register
 
 __all__ = ["RewardFunc", "UnknownRewardError", "get", "guarded", "names", "register"]

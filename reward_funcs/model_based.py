@@ -35,7 +35,7 @@ REASONING_PROMPT_TYPES = ("reasoning",)
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
 SPECIAL_TOKEN = "|special_token|"
-_TRL_CALLBACKS = ("log_extra", "log_metric")
+_CHARS_PER_TOKEN_BOUND = 32
 
 Prompt = str | list[dict[str, Any]] | None
 Scorer = Callable[[list[Prompt], list[str]], list[float]]
@@ -145,19 +145,42 @@ def only_for_prompt_types(
     return restricted
 
 
+def encodable(text: str) -> str:
+    """``text`` with what no tokenizer can encode (lone surrogates) replaced.
+
+    >>> encodable("ok " + chr(0xD800))
+    'ok ?'
+    """
+    return text.encode("utf-8", errors="replace").decode("utf-8")
+
+
+def _chat_messages(prompt: list[Any], include_system: bool) -> list[dict[str, str]]:
+    """The prompt's messages as plain role/content strings (malformed entries dropped)."""
+    messages = []
+    for message in prompt:
+        if not isinstance(message, dict):
+            continue
+        role = message.get("role") if isinstance(message.get("role"), str) else "user"
+        if role == "system" and not include_system:
+            continue
+        messages.append({"role": role, "content": encodable(completion_to_text([message]))})
+    return messages
+
+
 def render_for_reward_model(
     tokenizer: Any, prompt: Prompt, response: str, include_system: bool = False
 ) -> list[int]:
-    """Token ids of (prompt, response) as ``trl.RewardTrainer`` tokenizes a preference example."""
+    """Token ids of (prompt, response) as ``trl.RewardTrainer`` tokenizes a preference example:
+    conversational prompts through the chat template, plain ones as ``prompt + response + eos``."""
+    response = encodable(response)
     if isinstance(prompt, list):
-        messages = [m for m in prompt if isinstance(m, dict) and (include_system or m.get("role") != "system")]
-        messages.append({"role": "assistant", "content": response})
         if not getattr(tokenizer, "chat_template", None):
             raise ValueError(
                 "the reward model's tokenizer has no chat template; conversational prompts need one"
             )
+        messages = [*_chat_messages(prompt, include_system), {"role": "assistant", "content": response}]
         return list(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"])
-    text = (prompt if isinstance(prompt, str) else "") + response
+    text = (encodable(prompt) if isinstance(prompt, str) else "") + response
     eos = tokenizer.eos_token or ""
     if not text.endswith(eos):
         text += eos
@@ -195,9 +218,12 @@ class RewardModelScorer:
     def __call__(self, prompts: list[Prompt], responses: list[str]) -> list[float]:
         import torch
 
-        # The model reads the score at the last token, so overlong inputs keep their end.
+        # The model reads the score at the last token, so overlong inputs keep their end. A response far
+        # longer than the window is cut to its tail first (tokens rarely span more than a few characters,
+        # so 32 per token still fills the window): no tokenizing of text that would be truncated anyway.
+        tail = _CHARS_PER_TOKEN_BOUND * self.max_length
         encoded = [
-            render_for_reward_model(self.tokenizer, p, r, self.include_system)[-self.max_length :]
+            render_for_reward_model(self.tokenizer, p, r[-tail:], self.include_system)[-self.max_length :]
             for p, r in zip(prompts, responses, strict=True)
         ]
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))

@@ -178,6 +178,7 @@ def cold_start_config(tmp_path: Path, model: Path, **overrides: object) -> ColdS
         "problem_budget": {"few_shot": 16, "direct": 16},
         "refine_sampling_language": "en",
         "seed": 3,
+        "torch_num_threads": 1,
     }
     fields.update(overrides)
     return ColdStartDataConfig(**fields)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -18,6 +17,7 @@ from r1_trl.data.builders import PromptSpec, build_prompt_datasets
 from r1_trl.models import TinyBaseSpec, random_tiny_model
 from r1_trl.recipes import load_recipe, recipe_path
 from r1_trl.stages import distill
+from r1_trl.stages.cold_start_data import save_dataset_atomic
 from r1_trl.stages.distill import DistillConfig, TimeBudget, filter_teacher_samples, teacher_rows
 
 TEACHER_SPEC = TinyBaseSpec(hidden_size=64, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=128)
@@ -112,6 +112,7 @@ def test_teacher_rows_use_the_students_prompt_format():
         ({"twin_grpo": {"max_steps": 9}}, "twin_grpo"),  # a steps budget sets max_steps itself
         ({"on_policy_kwargs": {"betta": 0.5}}, "on_policy_kwargs"),
         ({"teacher_num_samples": 0}, "teacher_num_samples"),
+        ({"twin_budget_scale": 0}, "twin_budget_scale"),
         ({"prefill_think": True}, "prefill_think"),
     ],
 )
@@ -149,11 +150,13 @@ def test_time_budget_stops_before_the_next_step_would_overrun():
 def test_twin_budget_modes(tmp_path):
     student = distill.TrainingRun(steps=7, elapsed=distill.Elapsed(wall=20.0, cpu=12.0), log_history=[])
     sampling = distill.Elapsed(wall=5.0, cpu=4.0)
-    assert distill.twin_budget(config(tmp_path), student, sampling) == {"mode": "steps", "steps": 7}
+    assert distill.twin_budget(config(tmp_path), student, sampling) == {"mode": "steps", "scale": 1.0, "steps": 7}
+    assert distill.twin_budget(config(tmp_path, twin_budget_scale=2.0), student, sampling)["steps"] == 14
     with_teacher = config(tmp_path, twin_budget="seconds_with_teacher", twin_budget_clock="cpu")
     assert distill.twin_budget(with_teacher, student, sampling)["seconds"] == 16.0
-    alone = config(tmp_path, twin_budget="seconds")
-    assert distill.twin_budget(alone, student, sampling) == {"mode": "seconds", "clock": "wall", "seconds": 20.0}
+    alone = config(tmp_path, twin_budget="seconds", twin_budget_scale=0.5)
+    assert distill.twin_budget(alone, student, sampling) == {
+        "mode": "seconds", "scale": 0.5, "clock": "wall", "seconds": 10.0}
 
 
 # --- training -------------------------------------------------------------------------------------------
@@ -176,7 +179,7 @@ def completion_nll(model_path: str, dataset: Dataset) -> float:
 
 
 def test_student_sft_learns_the_teacher_completions(tmp_path, models):
-    cfg = config(tmp_path, prompt_template="none", max_steps=40, learning_rate=1e-2, per_device_train_batch_size=8,
+    cfg = config(tmp_path, prompt_template="none", max_steps=30, learning_rate=1e-2, per_device_train_batch_size=8,
                  logging_steps=10)
     train, _ = build_prompt_datasets(PromptSpec.from_config(cfg))
     rows = train.select(range(16))
@@ -186,7 +189,7 @@ def test_student_sft_learns_the_teacher_completions(tmp_path, models):
     run = distill.train_student_sft(cfg, models.student, dataset, tmp_path / "sft")
 
     after = completion_nll(str(tmp_path / "sft"), dataset)
-    assert run.steps == 40 and run.elapsed.wall > 0
+    assert run.steps == 30 and run.elapsed.wall > 0
     assert after < 0.5 * before, (before, after)
     losses = [row["loss"] for row in run.log_history if "loss" in row]
     assert losses[-1] < losses[0]
@@ -243,7 +246,7 @@ def test_stage_writes_the_contract_artifacts_and_the_twin_comparison(tmp_path, m
     assert not [p for p in teacher.parent.iterdir() if p.name.startswith(".")]  # no staging leftovers
 
     twin = results["rl_only_twin"]
-    assert twin["budget"] == {"mode": "steps", "steps": 3}  # 2 SFT steps + 1 on-policy step
+    assert twin["budget"] == {"mode": "steps", "scale": 1.0, "steps": 3}  # 2 SFT steps + 1 on-policy step
     assert twin["train"]["steps"] == 3 and Path(twin["checkpoint"], "config.json").is_file()
     comparison = results["comparison"]
     assert comparison["accuracy_gain_of_distillation"] == pytest.approx(
@@ -253,16 +256,24 @@ def test_stage_writes_the_contract_artifacts_and_the_twin_comparison(tmp_path, m
     assert all(math.isfinite(v) and v >= 0 for v in results["cpu_timings"].values())
 
 
-def test_stage_with_a_wall_clock_budget_stops_the_twin_in_time(tmp_path, models):
+def test_stage_reuses_a_teacher_set_and_stops_a_timed_twin_within_budget(tmp_path, models):
     cfg = config(tmp_path, model_name_or_path=models.student, teacher_model=models.teacher, max_steps=4,
-                 twin_budget="seconds", teacher_num_samples=1)
-    started = time.perf_counter()
-    results = distill.run(cfg, sampler=solving_sampler(cfg))
-    assert time.perf_counter() - started < 60
+                 twin_budget="seconds_with_teacher", teacher_num_samples=1)
+    train, _ = build_prompt_datasets(PromptSpec.from_config(cfg))
+    saved = tmp_path / "earlier" / "teacher"
+    rows = teacher_rows([(i, tagged(train[i]["steps"], train[i]["solution"])) for i in range(8)], train)
+    save_dataset_atomic(rows, saved, {"generation_seconds": 1.5, "generation_cpu_seconds": 1.0, "kept": 8})
+    cfg.teacher_dataset = str(saved)
+
+    results = distill.run(cfg)  # no sampler: the teacher is never sampled
+
+    stats = json.loads((Path(results["datasets"]["teacher"]) / "stats.json").read_text())
+    assert stats["reused_from"] == str(saved.resolve()) and results["train"]["rows"] == 8
+    assert results["timings"]["teacher_generation"] == 1.5
     twin, comparison = results["rl_only_twin"], results["comparison"]
-    assert twin["budget"]["seconds"] == pytest.approx(comparison["student_train_seconds"])
+    assert twin["budget"]["seconds"] == pytest.approx(comparison["student_train_seconds"] + 1.5)
     assert 1 <= twin["train"]["steps"] < 100_000
-    # Stopped before the step that would overrun: at most one mean step over (timing noise), never many.
+    # Stopped before the step that would overrun: over by less than one mean step (timing noise), never more.
     mean_step = twin["train"]["seconds"] / twin["train"]["steps"]
     assert twin["train"]["seconds"] <= twin["budget"]["seconds"] + mean_step or twin["train"]["steps"] == 1
 

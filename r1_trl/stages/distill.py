@@ -19,6 +19,7 @@ the same held-out set:
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from datasets import Dataset
+from datasets import Dataset, load_from_disk
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 from trl import DistillationConfig, DistillationTrainer
 
@@ -39,7 +40,7 @@ from r1_trl.data.templates import TEMPLATES, format_prompt
 from r1_trl.evaluation import evaluate_model
 from r1_trl.generation import Prompt, SamplingSettings, generate
 from r1_trl.models.tiny import TinyBaseSpec, load_or_build_tiny_base
-from r1_trl.stages.cold_start_data import save_dataset_atomic
+from r1_trl.stages.cold_start_data import STATS_FILE, save_dataset_atomic
 from r1_trl.stages.common import (
     CHECKPOINT_DIR,
     CURVES_FILE,
@@ -108,6 +109,11 @@ class DistillConfig(R1SFTConfig):
     teacher_max_per_prompt: int | None = field(
         default=None, metadata={"help": "Most kept samples per prompt (None: all that pass)."}
     )
+    teacher_dataset: str | None = field(
+        default=None,
+        metadata={"help": "Reuse the teacher set of an earlier run (a datasets/teacher folder) instead of sampling "
+                  "the teacher; its stats.json supplies the sampling time of seconds_with_teacher budgets."},
+    )
     evaluate_teacher: bool = field(
         default=False, metadata={"help": "Also evaluate the teacher on the held-out set (its own template)."}
     )
@@ -135,6 +141,10 @@ class DistillConfig(R1SFTConfig):
         metadata={"help": "The twin's budget: 'steps' (as many optimizer steps as the student), 'seconds' (the "
                   "student's training wall-clock) or 'seconds_with_teacher' (that plus the teacher's sampling "
                   "time: the whole distillation cost inside this stage)."},
+    )
+    twin_budget_scale: float = field(
+        default=1.0,
+        metadata={"help": "Multiplier of the twin's budget (e.g. 4: RL gets four times the student's budget)."},
     )
     twin_budget_clock: str = field(
         default="wall",
@@ -186,6 +196,8 @@ class DistillConfig(R1SFTConfig):
         _check_fields("on_policy_kwargs", self.on_policy_kwargs, DistillationConfig)
         if self.twin_budget not in TWIN_BUDGETS:
             raise RecipeError(f"twin_budget: must be one of {', '.join(TWIN_BUDGETS)}, got {self.twin_budget!r}")
+        if self.twin_budget_scale <= 0:
+            raise RecipeError(f"twin_budget_scale: must be > 0, got {self.twin_budget_scale}")
         if self.twin_budget_clock not in CLOCKS:
             raise RecipeError(f"twin_budget_clock: must be one of {', '.join(CLOCKS)}, got {self.twin_budget_clock!r}")
         _check_fields("twin_grpo", self.twin_grpo, R1GRPOConfig)
@@ -362,6 +374,18 @@ def build_teacher_dataset(
     return teacher_rows(kept, rows), stats, elapsed
 
 
+def load_teacher_dataset(path: str | Path) -> tuple[Dataset, dict[str, Any], Elapsed]:
+    """A teacher set saved by an earlier run, its stats, and the sampling time recorded there."""
+    path = Path(path)
+    stats_file = path / STATS_FILE
+    if not stats_file.is_file():
+        raise FileNotFoundError(f"teacher_dataset: {path} is not a saved teacher set (no {STATS_FILE})")
+    stats = json.loads(stats_file.read_text())
+    stats["reused_from"] = str(path.resolve())
+    elapsed = Elapsed(stats["generation_seconds"], stats.get("generation_cpu_seconds", stats["generation_seconds"]))
+    return load_from_disk(str(path)), stats, elapsed
+
+
 # --- models ---------------------------------------------------------------------------------------------
 
 
@@ -385,19 +409,27 @@ def count_parameters(path: str, revision: str | None = None) -> int:
 
 class TimeBudget(TrainerCallback):
     """Stops training before the next step would take it past ``seconds`` on ``clock`` (judged by the mean
-    step time so far), so the twin never gets more time than its budget; it always takes one step."""
+    step time so far), so the twin never gets more time than its budget; it always takes one step.
+
+    The budget runs from ``start()`` (call it right before ``trainer.train()``, where the student's training
+    time starts too) or else from the start of the training loop.
+    """
 
     def __init__(self, seconds: float, clock: Callable[[], float] = time.perf_counter) -> None:
         self.seconds = seconds
         self.clock = clock
-        self.started = 0.0
+        self.started: float | None = None
+
+    def start(self) -> None:
+        self.started = self.clock()
 
     def on_train_begin(self, args, state, control, **kwargs):  # type: ignore[override]
-        self.started = self.clock()
+        if self.started is None:
+            self.start()
         return control
 
     def on_step_end(self, args, state, control, **kwargs):  # type: ignore[override]
-        elapsed = self.clock() - self.started
+        elapsed = self.clock() - (self.started or 0.0)
         if elapsed + elapsed / max(state.global_step, 1) > self.seconds:
             control.should_training_stop = True
         return control
@@ -416,8 +448,10 @@ class TrainingRun:
         return {"steps": self.steps, "seconds": self.elapsed.wall, "cpu_seconds": self.elapsed.cpu}
 
 
-def _train(trainer: Any) -> TrainingRun:
+def _train(trainer: Any, budget: TimeBudget | None = None) -> TrainingRun:
     with stopwatch() as elapsed:
+        if budget is not None:
+            budget.start()
         trainer.train()
     return TrainingRun(trainer.state.global_step, elapsed, trainer.state.log_history)
 
@@ -482,11 +516,12 @@ def twin_config(config: DistillConfig, student_path: str, max_steps: int | None)
 
 def twin_budget(config: DistillConfig, student: TrainingRun, teacher_sampling_time: Elapsed) -> dict[str, Any]:
     """The twin's budget: the student's optimizer steps, or its training time (plus the teacher's sampling)."""
+    scale = config.twin_budget_scale
     if config.twin_budget == "steps":
-        return {"mode": "steps", "steps": student.steps}
+        return {"mode": "steps", "scale": scale, "steps": max(1, round(student.steps * scale))}
     spent = student.elapsed + (teacher_sampling_time if config.twin_budget == "seconds_with_teacher" else Elapsed())
-    return {"mode": config.twin_budget, "clock": config.twin_budget_clock,
-            "seconds": spent.on(config.twin_budget_clock)}
+    return {"mode": config.twin_budget, "scale": scale, "clock": config.twin_budget_clock,
+            "seconds": spent.on(config.twin_budget_clock) * scale}
 
 
 def train_rl_twin(
@@ -497,10 +532,10 @@ def train_rl_twin(
     if revision:
         args.model_init_kwargs = {**(args.model_init_kwargs or {}), "revision": revision}
     tokenizer = AutoTokenizer.from_pretrained(student_path, revision=revision)
-    callbacks = [TimeBudget(budget["seconds"], CLOCKS[budget["clock"]])] if "seconds" in budget else []
+    time_budget = TimeBudget(budget["seconds"], CLOCKS[budget["clock"]]) if "seconds" in budget else None
     trainer = R1GRPOTrainer(model=student_path, args=args, train_dataset=train, processing_class=tokenizer,
-                            callbacks=callbacks)
-    run = _train(trainer)
+                            callbacks=[time_budget] if time_budget else [])
+    run = _train(trainer, time_budget)
     checkpoint = Path(args.output_dir) / CHECKPOINT_DIR
     trainer.save_model(str(checkpoint))
     tokenizer.save_pretrained(checkpoint)
@@ -553,8 +588,14 @@ def _run(config: DistillConfig, sampler: Sampler | None) -> dict[str, Any]:
         teacher_tokenizer = AutoTokenizer.from_pretrained(teacher_path, revision=config.teacher_model_revision)
         teacher_metrics = evaluate(teacher_path, teacher_held_out, teacher_tokenizer)
 
-    dataset, data_stats, timings["teacher_generation"] = build_teacher_dataset(config, teacher_path, train, sampler)
-    dataset_path = save_dataset_atomic(dataset, output_dir / "datasets" / TEACHER_DATASET, data_stats)
+    if config.teacher_dataset:
+        dataset, data_stats, timings["teacher_generation"] = load_teacher_dataset(config.teacher_dataset)
+    else:
+        dataset, data_stats, timings["teacher_generation"] = build_teacher_dataset(
+            config, teacher_path, train, sampler)
+    dataset_path = output_dir / "datasets" / TEACHER_DATASET
+    if not (config.teacher_dataset and Path(config.teacher_dataset).resolve() == dataset_path.resolve()):
+        save_dataset_atomic(dataset, dataset_path, data_stats)
     if len(dataset) == 0:
         raise RuntimeError(
             f"teacher_model: none of the teacher's {data_stats['generated']} samples passed the filters "
