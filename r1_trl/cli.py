@@ -30,7 +30,7 @@ COMMANDS: dict[str, str] = {
     **STAGE_COMMANDS,
     "pipeline": "Run the stages of a pipeline YAML in order (manifest, resume, --from STAGE).",
     "eval": "Held-out evaluation of a model: pass@1, maj@k, pass@k, format rate, length (JSON).",
-    "demo": "Offline end-to-end demo on the built-in tiny model (default: r1-zero).",
+    "demo": "Offline demo on the built-in tiny model: 'demo' = the whole pipeline, 'demo r1-zero' = R1-Zero only.",
     "check-recipe": "Validate a recipe YAML before any compute; errors name the field.",
     "build-tiny": "Locate (or pretrain) the tiny offline base model and print its path.",
     "push": "(Re-)push a finished run directory to the Hub: checkpoints, generated datasets, cards, lineage.",
@@ -60,7 +60,7 @@ class DemoArguments:
     """``r1-trl demo``: the offline end-to-end demo."""
 
     output_dir: str = field(default="outputs/demo", metadata={"help": "Where checkpoints, plots and results go."})
-    max_steps: int | None = field(default=None, metadata={"help": "Override the recipe's GRPO steps."})
+    max_steps: int | None = field(default=None, metadata={"help": "Override the R1-Zero recipe's GRPO steps."})
 
 
 def _parse(dataclass_type: type, argv: Sequence[str], prog: str):
@@ -127,16 +127,19 @@ def cmd_eval(argv: Sequence[str]) -> int:
 
 
 def cmd_demo(argv: Sequence[str]) -> int:
-    from r1_trl.demo import run_r1_zero_demo
+    from r1_trl.demo import run_pipeline_demo, run_r1_zero_demo
 
-    which = "r1-zero"
+    which = "pipeline"
     if argv and not argv[0].startswith("-"):
         which, argv = argv[0], argv[1:]
-    if which != "r1-zero":
-        print(f"unknown demo {which!r}; available: r1-zero", file=sys.stderr)
+    if which not in ("pipeline", "r1-zero"):
+        print(f"unknown demo {which!r}; available: pipeline (default), r1-zero", file=sys.stderr)
         return 2
-    args: DemoArguments = _parse(DemoArguments, argv, "r1-trl demo")
-    run_r1_zero_demo(args.output_dir, max_steps=args.max_steps)
+    args: DemoArguments = _parse(DemoArguments, argv, f"r1-trl demo {which}")
+    if which == "r1-zero":
+        run_r1_zero_demo(args.output_dir, max_steps=args.max_steps)
+    else:
+        run_pipeline_demo(args.output_dir)
     return 0
 
 

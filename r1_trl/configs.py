@@ -25,7 +25,7 @@ class RecipeError(ValueError):
     """A recipe field with an invalid value; the message starts with the field name."""
 
 
-def _parse_dict(value: dict | str | None, name: str) -> dict[str, Any]:
+def parse_dict(value: dict | str | None, name: str) -> dict[str, Any]:
     if value is None or value == "":
         return {}
     if isinstance(value, dict):
@@ -95,7 +95,7 @@ class R1StageArguments:
     hub_dataset_id: str | None = field(default=None, metadata={"help": "Hub dataset repo for generated sets."})
 
     def validate_stage_fields(self) -> None:
-        self.task_kwargs = _parse_dict(self.task_kwargs, "task_kwargs")
+        self.task_kwargs = parse_dict(self.task_kwargs, "task_kwargs")
         if self.prompt_template not in TEMPLATES:
             raise RecipeError(f"prompt_template: unknown template {self.prompt_template!r}; known: {', '.join(TEMPLATES)}")
         if not self.model_name_or_path:
@@ -149,7 +149,7 @@ class R1GRPOConfig(R1StageArguments, GRPOConfig):
     def __post_init__(self) -> None:
         self.cpu_defaults()
         self.validate_stage_fields()
-        self.reward_kwargs = _parse_dict(self.reward_kwargs, "reward_kwargs")
+        self.reward_kwargs = parse_dict(self.reward_kwargs, "reward_kwargs")
         self._validate_rewards()
         if self.use_vllm and importlib.util.find_spec("vllm") is None:
             raise RecipeError("use_vllm: vLLM is requested but not installed (pip install 'r1-trl[vllm]', GPU only)")

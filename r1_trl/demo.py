@@ -10,6 +10,8 @@ from r1_trl.recipes import load_recipe, recipe_path
 from r1_trl.stages.common import CURVES_FILE, RESULTS_FILE
 
 R1_ZERO_RECIPE = "tiny/r1_zero.yaml"
+PIPELINE_RECIPE = "tiny/pipeline.yaml"
+PIPELINE_CURVES = "pipeline_curves.png"
 
 
 def before_after_table(results: dict[str, Any]) -> str:
@@ -44,3 +46,16 @@ def run_r1_zero_demo(output_dir: str | Path, max_steps: int | None = None) -> di
     compact = {k: results[k] for k in ("before", "after", "train")}
     print(json.dumps(compact, indent=2))
     return results
+
+
+def run_pipeline_demo(output_dir: str | Path) -> dict[str, Any]:
+    """The whole R1 pipeline on the tiny model; prints the per-stage table and writes one PNG of curves."""
+    from r1_trl.pipeline import load_plan, run_pipeline, summary_table
+    from r1_trl.plotting import plot_pipeline_curves
+
+    plan = load_plan(recipe_path(PIPELINE_RECIPE), run_dir=output_dir)
+    manifest = run_pipeline(plan)
+    print(summary_table(manifest))
+    curves = plot_pipeline_curves(plan.run_dir, manifest, plan.run_dir / PIPELINE_CURVES)
+    print(f"manifest: {plan.run_dir / 'manifest.json'}\nplot:     {curves}")
+    return manifest

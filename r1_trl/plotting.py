@@ -57,3 +57,34 @@ def plot_training_curves(
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path
+
+
+def plot_pipeline_curves(run_dir: str | Path, manifest: dict[str, Any], path: str | Path) -> Path:
+    """One panel per stage that logged rewards: its reward components and completion length over steps."""
+    import json
+
+    histories = []
+    for stage, entry in manifest["stages"].items():
+        results = Path(run_dir) / entry.get("output_dir", stage) / "results.json"
+        if results.is_file():
+            history = json.loads(results.read_text()).get("log_history") or []
+            if any("reward" in row for row in history):
+                histories.append((stage, history))
+    columns = max(1, len(histories))
+    figure, axes = plt.subplots(1, columns, figsize=(4.5 * columns, 3.8), squeeze=False)
+    for axis, (stage, history) in zip(axes[0], histories, strict=False):
+        keys = sorted({k for row in history for k in row if k.startswith("rewards/") and k.endswith("/mean")})
+        for key in ["reward", *keys]:
+            steps, values = series(history, key)
+            axis.plot(steps, values, label=key.removeprefix("rewards/").removesuffix("/mean"))
+        axis.set_title(stage)
+        axis.set_xlabel("step")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7)
+    axes[0][0].set_ylabel("reward")
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return path

@@ -109,7 +109,7 @@ def test_teacher_rows_use_the_students_prompt_format():
         ({"student_tiny_spec": {"layers": 2}}, "student_tiny_spec"),
         ({"student_tiny_spec": {"num_layers": 2}, "model_name_or_path": "some/model"}, "student_tiny_spec"),
         ({"twin_grpo": {"seed": 1}}, "twin_grpo"),
-        ({"twin_grpo": {"max_steps": 9}}, "twin_grpo"),  # a steps budget sets max_steps itself
+        ({"twin_grpo": {"train_size": 9}}, "twin_grpo"),
         ({"on_policy_kwargs": {"betta": 0.5}}, "on_policy_kwargs"),
         ({"teacher_num_samples": 0}, "teacher_num_samples"),
         ({"twin_budget_scale": 0}, "twin_budget_scale"),
@@ -121,14 +121,17 @@ def test_config_errors_name_the_field(tmp_path, overrides, field):
         config(tmp_path, **overrides)
 
 
-def test_tiny_recipe_parses_with_a_smaller_student_and_a_wall_clock_twin():
+def test_tiny_recipe_parses_with_a_smaller_student_and_a_budgeted_twin():
     recipe = load_recipe(recipe_path("tiny/distill.yaml"), ["--teacher_model", "/tmp/teacher"], DistillConfig)
-    assert recipe.student_tiny_spec["num_layers"] < TinyBaseSpec().num_layers
+    student, teacher = TinyBaseSpec(**recipe.student_tiny_spec), TinyBaseSpec()
+    assert student.hidden_size < teacher.hidden_size and student.num_layers <= teacher.num_layers
     assert recipe.twin_budget == "seconds_with_teacher" and recipe.twin_grpo["reward_funcs"] == ["accuracy", "format"]
     assert recipe.torch_num_threads == 1 and recipe.use_cpu and not recipe.bf16
     twin = distill.twin_config(recipe, "/tmp/student", max_steps=None)
     assert (twin.seed, twin.train_size, twin.eval_size) == (recipe.seed, recipe.train_size, recipe.eval_size)
     assert twin.output_dir.endswith("rl_twin") and twin.model_name_or_path == "/tmp/student"
+    assert twin.max_steps == recipe.twin_grpo["max_steps"]  # the cap of a seconds budget
+    assert distill.twin_config(recipe, "/tmp/student", max_steps=5).max_steps == 5  # a steps budget replaces it
 
 
 # --- budget ---------------------------------------------------------------------------------------------

@@ -8,7 +8,9 @@ Three sources, as in the paper:
 * ``refine``: sample the R1-Zero checkpoint under its R1-Zero template, keep correct outputs, parse the
   computation steps out of them (``3 * 4 = 12``) and rewrite them in the readable format, in the language
   of the prompt. This rule-based rewrite stands in for the paper's human post-processing; outputs whose
-  steps cannot be parsed, do not check out or do not reach the answer are discarded.
+  steps cannot be parsed, do not check out or do not reach the answer are discarded. An R1-Zero model
+  that cannot read the prompt's language can be shown the question in one it can
+  (``refine_sampling_language``, translate-test); the rewrite is still in the prompt's language.
 
 An output "verifies" when it is well formed in the chosen output format, its answer is correct (the
 ``accuracy`` reward), it shows explicit step structure (``First, ...``/``首先，...``) and its reasoning
@@ -40,7 +42,7 @@ from datasets import Dataset, Features, List, Value
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
 import reward_funcs
-from r1_trl.configs import R1StageArguments, RecipeError, _parse_dict
+from r1_trl.configs import R1StageArguments, RecipeError, parse_dict
 from r1_trl.data.builders import PromptSpec, build_prompt_datasets
 from r1_trl.data.reasoning import OUTPUT_FORMATS, SPECIAL_TOKEN, readable_completion
 from r1_trl.data.tasks.arithmetic import QUESTION_FORMS
@@ -139,7 +141,7 @@ class ColdStartDataConfig(R1StageArguments):
 
     def __post_init__(self) -> None:
         self.validate_stage_fields()
-        self.problem_budget = {k: int(v) for k, v in _parse_dict(self.problem_budget, "problem_budget").items()}
+        self.problem_budget = {k: int(v) for k, v in parse_dict(self.problem_budget, "problem_budget").items()}
         if not self.methods:
             raise RecipeError("methods: at least one method is required")
         unknown = [m for m in self.methods if m not in METHODS]

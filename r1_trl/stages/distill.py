@@ -34,7 +34,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, Traine
 from trl import DistillationConfig, DistillationTrainer
 
 import reward_funcs
-from r1_trl.configs import TINY_MODEL, R1GRPOConfig, R1SFTConfig, RecipeError, _parse_dict
+from r1_trl.configs import TINY_MODEL, R1GRPOConfig, R1SFTConfig, RecipeError, parse_dict
 from r1_trl.data.builders import PromptSpec, build_prompt_datasets
 from r1_trl.data.templates import TEMPLATES, format_prompt
 from r1_trl.evaluation import evaluate_model
@@ -155,13 +155,14 @@ class DistillConfig(R1SFTConfig):
     twin_grpo: dict | str | None = field(
         default=None,
         metadata={"help": "R1GRPOConfig fields of the twin (rewards, num_generations, learning_rate, ...); "
-                  "max_steps caps a seconds budget. Data, eval, seed and hardware fields come from this recipe."},
+                  "max_steps caps a seconds budget (a steps budget replaces it). Data, eval, seed and hardware "
+                  "fields come from this recipe."},
     )
 
     def __post_init__(self) -> None:
-        self.student_tiny_spec = _parse_dict(self.student_tiny_spec, "student_tiny_spec")
-        self.on_policy_kwargs = _parse_dict(self.on_policy_kwargs, "on_policy_kwargs")
-        self.twin_grpo = _parse_dict(self.twin_grpo, "twin_grpo")
+        self.student_tiny_spec = parse_dict(self.student_tiny_spec, "student_tiny_spec")
+        self.on_policy_kwargs = parse_dict(self.on_policy_kwargs, "on_policy_kwargs")
+        self.twin_grpo = parse_dict(self.twin_grpo, "twin_grpo")
         self._validate_distill_fields()
         super().__post_init__()
 
@@ -201,8 +202,7 @@ class DistillConfig(R1SFTConfig):
         if self.twin_budget_clock not in CLOCKS:
             raise RecipeError(f"twin_budget_clock: must be one of {', '.join(CLOCKS)}, got {self.twin_budget_clock!r}")
         _check_fields("twin_grpo", self.twin_grpo, R1GRPOConfig)
-        reserved = {"max_steps"} if self.twin_budget == "steps" else set()
-        reserved |= {"model_name_or_path", "output_dir", *_SHARED_STAGE_FIELDS, "seed"}
+        reserved = {"model_name_or_path", "output_dir", *_SHARED_STAGE_FIELDS, "seed"}
         clash = sorted(reserved & set(self.twin_grpo))
         if clash:
             raise RecipeError(f"twin_grpo: {clash} are set by the stage (same data, seed and budget as the student)")

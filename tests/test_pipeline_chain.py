@@ -1,0 +1,61 @@
+"""The whole R1 chain on the tiny model with minimal budgets: every stage runs and reads its predecessors'
+outputs, the manifest records every stage, and the generated datasets exist where the next stages read them."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from r1_trl.pipeline import STAGE_MODULES, load_plan, run_pipeline, summary_table
+from r1_trl.recipes import recipe_path
+
+SMALL_EVAL = {"eval_size": 8, "eval_num_samples": 2, "eval_max_new_tokens": 32}
+SMALL_GRPO = {"max_steps": 2, "train_size": 32, "per_device_train_batch_size": 8, "num_generations": 4,
+              "max_completion_length": 32, "logging_steps": 1}
+BUDGETS = {
+    "r1-zero": {**SMALL_EVAL, **SMALL_GRPO},
+    "cold-start-data": {"train_size": 48, "eval_size": 8, "target_size": 16, "batch_problems": 48},
+    "cold-start-sft": {**SMALL_EVAL, "max_steps": 3, "per_device_train_batch_size": 4},
+    "reasoning-rl": {**SMALL_EVAL, **SMALL_GRPO},
+    "rejection-sampling": {"train_size": 16, "eval_size": 8, "num_generations": 2, "max_new_tokens": 32},
+    "sft-2": {**SMALL_EVAL, "max_steps": 3, "per_device_train_batch_size": 4},
+    "rl-all": {**SMALL_EVAL, **SMALL_GRPO, "general_eval_size": 4},
+    "distill": {**SMALL_EVAL, "train_size": 16, "teacher_num_samples": 2, "max_steps": 3,
+                "per_device_train_batch_size": 4},
+}
+
+
+@pytest.mark.slow
+def test_the_whole_chain_runs_and_records_lineage(tmp_path):
+    source = yaml.safe_load(recipe_path("tiny/pipeline.yaml").read_text())
+    stages = []
+    for entry in source["stages"]:
+        recipe = yaml.safe_load(recipe_path(f"tiny/{entry['recipe']}").read_text())
+        recipe.update(BUDGETS[entry["stage"]])
+        (tmp_path / entry["recipe"]).write_text(yaml.safe_dump(recipe))
+        stages.append(entry)
+    (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump({"run_dir": str(tmp_path / "run"), "seed": 1,
+                                                            "stages": stages}))
+    plan = load_plan(tmp_path / "pipeline.yaml")
+    assert [s.stage for s in plan.stages] == list(STAGE_MODULES)
+
+    manifest = run_pipeline(plan)
+
+    run_dir = Path(plan.run_dir)
+    on_disk = json.loads((run_dir / "manifest.json").read_text())
+    assert on_disk == json.loads(json.dumps(manifest))
+    for stage in STAGE_MODULES:
+        entry = on_disk["stages"][stage]
+        assert entry["status"] == "done", stage
+        assert (run_dir / stage / "results.json").is_file(), stage
+        for path in entry["datasets"].values():
+            assert (run_dir / path / "stats.json").is_file(), (stage, path)
+    assert on_disk["stages"]["cold-start-sft"]["inputs"]["sft_dataset"] == "cold-start-data/datasets/cold_start"
+    assert on_disk["stages"]["reasoning-rl"]["inputs"]["model_name_or_path"] == "cold-start-sft/checkpoint"
+    assert on_disk["stages"]["sft-2"]["inputs"]["sft_dataset"] == "rejection-sampling/datasets/sft_mix"
+    assert on_disk["stages"]["distill"]["inputs"]["teacher_model"] == "rl-all/checkpoint"
+    for stage in ("r1-zero", "cold-start-sft", "reasoning-rl", "sft-2", "rl-all"):
+        assert (run_dir / on_disk["stages"][stage]["checkpoint"] / "config.json").is_file(), stage
+    table = summary_table(on_disk)
+    assert all(stage in table for stage in STAGE_MODULES)
