@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def series(log_history: Sequence[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
-    points = [(row["step"], row[key]) for row in log_history if key in row and "step" in row]
+    points = [(row["step"], row[key]) for row in log_history
+              if "step" in row and isinstance(row.get(key), int | float) and math.isfinite(row[key])]
     return [float(s) for s, _ in points], [float(v) for _, v in points]
 
 

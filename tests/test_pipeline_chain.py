@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hub_server import FakeHub, patch_endpoint
+from huggingface_hub import DatasetCard, ModelCard
 
 from r1_trl.pipeline import STAGE_MODULES, load_plan, run_pipeline, summary_table
 from r1_trl.recipes import recipe_path
@@ -13,12 +15,15 @@ from r1_trl.recipes import recipe_path
 SMALL_EVAL = {"eval_size": 8, "eval_num_samples": 2, "eval_max_new_tokens": 32}
 SMALL_GRPO = {"max_steps": 2, "train_size": 32, "per_device_train_batch_size": 8, "num_generations": 4,
               "max_completion_length": 32, "logging_steps": 1}
+REPO = "tester/r1-tiny"
+DATA_REPO = "tester/r1-tiny-datasets"
 BUDGETS = {
     "r1-zero": {**SMALL_EVAL, **SMALL_GRPO},
-    "cold-start-data": {"train_size": 48, "eval_size": 8, "target_size": 16, "batch_problems": 48},
-    "cold-start-sft": {**SMALL_EVAL, "max_steps": 3, "per_device_train_batch_size": 4},
+    "cold-start-data": {"train_size": 400, "eval_size": 8, "target_size": 200, "batch_problems": 128},
+    # the recipe's own SFT budget (~1 min): rejection sampling needs a model that writes well-formed answers
+    "cold-start-sft": SMALL_EVAL,
     "reasoning-rl": {**SMALL_EVAL, **SMALL_GRPO},
-    "rejection-sampling": {"train_size": 16, "eval_size": 8, "num_generations": 2, "max_new_tokens": 32},
+    "rejection-sampling": {"train_size": 32, "eval_size": 8, "num_generations": 2},
     "sft-2": {**SMALL_EVAL, "max_steps": 3, "per_device_train_batch_size": 4},
     "rl-all": {**SMALL_EVAL, **SMALL_GRPO, "general_eval_size": 4},
     "distill": {**SMALL_EVAL, "train_size": 16, "teacher_num_samples": 2, "max_steps": 3,
@@ -35,12 +40,20 @@ def test_the_whole_chain_runs_and_records_lineage(tmp_path):
         recipe.update(BUDGETS[entry["stage"]])
         (tmp_path / entry["recipe"]).write_text(yaml.safe_dump(recipe))
         stages.append(entry)
-    (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump({"run_dir": str(tmp_path / "run"), "seed": 1,
-                                                            "stages": stages}))
+    pipeline = {"run_dir": str(tmp_path / "run"), "seed": 1, "stages": stages,
+                "push": {"enabled": True, "repo_id": REPO, "dataset_repo_id": DATA_REPO}}
+    (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(pipeline))
     plan = load_plan(tmp_path / "pipeline.yaml")
     assert [s.stage for s in plan.stages] == list(STAGE_MODULES)
 
-    manifest = run_pipeline(plan)
+    with FakeHub() as hub, patch_endpoint(hub.endpoint):
+        manifest = run_pipeline(plan)
+        model_branches = hub.branches(REPO)
+        dataset_branches = hub.branches(DATA_REPO, repo_type="dataset")
+        model_cards = {stage: ModelCard(hub.files(REPO, stage)["README.md"].decode()) for stage in model_branches
+                       if stage != "main"}
+        dataset_cards = {stage: DatasetCard(hub.files(DATA_REPO, stage, "dataset")["README.md"].decode())
+                         for stage in dataset_branches if stage != "main"}
 
     run_dir = Path(plan.run_dir)
     on_disk = json.loads((run_dir / "manifest.json").read_text())
@@ -59,3 +72,17 @@ def test_the_whole_chain_runs_and_records_lineage(tmp_path):
         assert (run_dir / on_disk["stages"][stage]["checkpoint"] / "config.json").is_file(), stage
     table = summary_table(on_disk)
     assert all(stage in table for stage in STAGE_MODULES)
+
+    # pushing was on: one revision per trained stage, one dataset revision per stage that generated sets,
+    # and every model card's metrics are the manifest's
+    trained = {s for s, e in on_disk["stages"].items() if e.get("checkpoint")}
+    generating = {s for s, e in on_disk["stages"].items() if e.get("datasets")}
+    assert model_branches - {"main"} == trained
+    assert dataset_branches - {"main"} == generating
+    for stage, card in model_cards.items():
+        metrics = {r.metric_type: r.metric_value for r in card.data.eval_results}
+        expected = {k: v for k, v in on_disk["stages"][stage]["metrics"].items() if isinstance(v, int | float)}
+        assert metrics and set(metrics) <= set(expected), stage
+        assert all(metrics[k] == pytest.approx(expected[k]) for k in metrics), stage
+    for stage, card in dataset_cards.items():
+        assert stage in card.text
