@@ -23,7 +23,7 @@ BUDGETS = {
     # the recipe's own SFT budget (~1 min): rejection sampling needs a model that writes well-formed answers
     "cold-start-sft": SMALL_EVAL,
     "reasoning-rl": {**SMALL_EVAL, **SMALL_GRPO},
-    "rejection-sampling": {"train_size": 32, "eval_size": 8, "num_generations": 2},
+    "rejection-sampling": {"train_size": 96, "eval_size": 8, "num_generations": 4},
     "sft-2": {**SMALL_EVAL, "max_steps": 3, "per_device_train_batch_size": 4},
     "rl-all": {**SMALL_EVAL, **SMALL_GRPO, "general_eval_size": 4},
     "distill": {**SMALL_EVAL, "train_size": 16, "teacher_num_samples": 2, "max_steps": 3,

@@ -180,16 +180,25 @@ def default_cache_dir() -> Path:
 
 
 BUNDLED_BASE = Path(__file__).with_name("tiny_base")
+# Other specs the package uses by default (the distillation student), named by their cache key.
+BUNDLED_OTHERS = Path(__file__).with_name("bundled")
 
 
-def bundled_spec() -> TinyBaseSpec | None:
-    """The spec the bundled base was built from (``r1-trl build-tiny --rebuild`` regenerates it)."""
-    info = BUNDLED_BASE / "tiny_base.json"
+def bundled_spec(path: Path = BUNDLED_BASE) -> TinyBaseSpec | None:
+    """The spec a bundled base was built from (``r1-trl build-tiny --rebuild`` regenerates the default)."""
+    info = path / "tiny_base.json"
     if not info.is_file():
         return None
     fields = json.loads(info.read_text())["spec"]
     fields["levels"] = tuple(fields["levels"])
     return TinyBaseSpec(**fields)
+
+
+def bundled_path(spec: TinyBaseSpec) -> Path | None:
+    for candidate in (BUNDLED_BASE, BUNDLED_OTHERS / spec.cache_key()):
+        if bundled_spec(candidate) == spec:
+            return candidate
+    return None
 
 
 def load_or_build_tiny_base(
@@ -205,8 +214,9 @@ def load_or_build_tiny_base(
     interrupted build never leaves a half-written model behind).
     """
     spec = spec or TinyBaseSpec()
-    if use_bundled and bundled_spec() == spec:
-        return BUNDLED_BASE
+    bundled = bundled_path(spec) if use_bundled else None
+    if bundled is not None:
+        return bundled
     cache_root = Path(cache_dir) if cache_dir else default_cache_dir()
     target = cache_root / spec.cache_key()
     if (target / "tiny_base.json").exists():
