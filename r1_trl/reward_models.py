@@ -20,9 +20,6 @@ this module can serve as a pipeline step; ``train_reward_model(config)`` returns
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +33,14 @@ from trl import RewardConfig, RewardTrainer
 
 from r1_trl.configs import TINY_MODEL, RecipeError
 from r1_trl.data.preferences import PREFERENCE_KINDS, preference_pairs
-from r1_trl.stages.common import CHECKPOINT_DIR, RESULTS_FILE, resolve_model, save_recipe, write_json_atomic
+from r1_trl.stages.common import (
+    CHECKPOINT_DIR,
+    RESULTS_FILE,
+    resolve_model,
+    save_dataset_atomic,
+    save_recipe,
+    write_json_atomic,
+)
 from reward_funcs._text import completion_to_text
 from reward_funcs.model_based import Prompt, Scorer, reward_model_scorer
 
@@ -216,20 +220,6 @@ def pairwise_accuracy(scorer: Scorer, pairs: Dataset) -> dict[str, Any]:
         result["pairwise_accuracy_by_rejection"] = {k: sum(v) / len(v) for k, v in sorted(by_type.items())}
     return result
 
-
-def save_dataset_atomic(dataset: Dataset, target: Path, stats: dict[str, Any]) -> Path:
-    """``save_to_disk`` into a temporary sibling, then rename: readers never see a half-written dataset."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        dataset.save_to_disk(str(staging))
-        write_json_atomic(staging / "stats.json", stats)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
 
 
 def run(config: RewardModelConfig) -> dict[str, Any]:

@@ -26,11 +26,8 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import random
 import re
-import shutil
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -48,14 +45,20 @@ from r1_trl.data.reasoning import OUTPUT_FORMATS, SPECIAL_TOKEN, readable_comple
 from r1_trl.data.tasks.arithmetic import QUESTION_FORMS
 from r1_trl.data.templates import format_prompt, r1_zero_prompt
 from r1_trl.generation import Prompt, SamplingSettings, generate, vllm_available
-from r1_trl.stages.common import RESULTS_FILE, resolve_model, save_recipe, write_json_atomic
+from r1_trl.stages.common import (
+    RESULTS_FILE,
+    STATS_FILE,
+    resolve_model,
+    save_dataset_atomic,
+    save_recipe,
+    write_json_atomic,
+)
 from reward_funcs.formatting import count_steps, has_r1_format
 
 logger = logging.getLogger(__name__)
 
 STAGE = "cold-start-data"
 DATASET_NAME = "cold_start"
-STATS_FILE = "stats.json"
 METHODS = ("few_shot", "direct", "refine")
 
 # Instructions of the ``direct`` method, per language and output format.
@@ -569,30 +572,6 @@ class ColdStartBuilder:
             "source_model": model,
         }
 
-
-def save_dataset_atomic(dataset: Dataset, target: str | Path, stats: dict[str, Any]) -> Path:
-    """``save_to_disk`` into a staging folder next to ``target`` (with ``stats.json``), then swap it in.
-
-    Readers see either the previous complete dataset or the new one, never a half-written folder.
-    """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
-    try:
-        # An empty dataset needs an explicit shard: datasets would write none and then fail to load it.
-        dataset.save_to_disk(str(staging), num_shards=1 if len(dataset) == 0 else None)
-        write_json_atomic(staging / STATS_FILE, stats)
-        if target.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-            os.replace(target, retired / target.name)
-            os.replace(staging, target)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            os.replace(staging, target)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-    return target
 
 
 def run(config: ColdStartDataConfig, sampler: Sampler | None = None) -> dict[str, Any]:

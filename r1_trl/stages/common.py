@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import tempfile
+import uuid
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ CHECKPOINT_DIR = "checkpoint"
 RESULTS_FILE = "results.json"
 CURVES_FILE = "curves.png"
 RECIPE_FILE = "recipe.yaml"
+STATS_FILE = "stats.json"
 
 
 def resolve_model(name_or_path: str, revision: str | None = None) -> tuple[str, str | None]:
@@ -83,3 +86,35 @@ def save_recipe(config: Any, output_dir: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(recipe_dict(config), sort_keys=True))
     return path
+
+
+def save_dataset_atomic(dataset: Any, path: str | Path, stats: dict[str, Any]) -> Path:
+    """Write a ``datasets.Dataset`` and its ``stats.json`` to ``path`` so that ``path`` is either absent, the
+    old complete dataset, or the new complete one: everything goes to a staging folder next to it first and
+    is renamed into place at the end. Staging folders left by an interrupted earlier run are removed."""
+    path = Path(path).absolute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(path)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.staging-", dir=path.parent))
+    retired = path.parent / f".{path.name}.retired-{uuid.uuid4().hex}"
+    try:
+        # an empty dataset must still get one shard, or load_from_disk cannot read it back
+        dataset.save_to_disk(str(staging), **({"num_shards": 1} if len(dataset) == 0 else {}))
+        write_json_atomic(staging / STATS_FILE, stats)
+        if path.exists():
+            os.replace(path, retired)  # a directory cannot be replaced by rename while it has files
+        os.replace(staging, path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    finally:
+        shutil.rmtree(retired, ignore_errors=True)
+    return path
+
+
+def remove_stale_staging(path: Path) -> list[Path]:
+    """Delete staging/retired folders an interrupted write left next to ``path``."""
+    stale = [*path.parent.glob(f".{path.name}.staging-*"), *path.parent.glob(f".{path.name}.retired-*")]
+    for folder in stale:
+        shutil.rmtree(folder, ignore_errors=True)
+    return stale

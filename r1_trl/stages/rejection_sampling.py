@@ -36,12 +36,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import os
 import re
-import shutil
-import tempfile
 import time
-import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -60,14 +56,19 @@ from r1_trl.data.builders import PromptSpec, build_prompt_datasets
 from r1_trl.data.general import GENERAL_LANGUAGES, THINK_STYLES, general_rows
 from r1_trl.data.templates import chat_prompt
 from r1_trl.generation import Prompt, SamplingSettings, generate, vllm_available
-from r1_trl.stages.common import RESULTS_FILE, resolve_model, save_recipe, write_json_atomic
+from r1_trl.stages.common import (
+    RESULTS_FILE,
+    resolve_model,
+    save_dataset_atomic,
+    save_recipe,
+    write_json_atomic,
+)
 from reward_funcs.language import reasoning_text, words_by_sentence
 
 logger = logging.getLogger(__name__)
 
 STAGE = "rejection-sampling"
 DATASET_NAME = "sft_mix"
-STATS_FILE = "stats.json"
 REJECTION_RULES = (
     "too_short", "too_long", "format", "incorrect", "language", "repetition", "unverifiable", "judge_rejected",
 )
@@ -475,35 +476,6 @@ def general_rows_needed(reasoning_rows: int, share: float) -> int:
 # Atomic dataset write
 
 
-def save_dataset_atomic(dataset: Dataset, path: str | Path, stats: dict[str, Any]) -> Path:
-    """Write ``dataset`` and its ``stats.json`` to ``path`` so that ``path`` is either absent, the old
-    complete dataset, or the new complete one: everything goes to a staging folder next to it first and
-    is renamed into place at the end. Staging folders left by an interrupted earlier run are removed."""
-    path = Path(path).absolute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_staging(path)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.staging-", dir=path.parent))
-    retired = path.parent / f".{path.name}.retired-{uuid.uuid4().hex}"
-    try:
-        # an empty dataset must still get one shard, or load_from_disk cannot read it back
-        dataset.save_to_disk(str(staging), **({"num_shards": 1} if len(dataset) == 0 else {}))
-        write_json_atomic(staging / STATS_FILE, stats)
-        if path.exists():
-            os.replace(path, retired)  # a directory cannot be replaced by rename while it has files
-        os.replace(staging, path)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    finally:
-        shutil.rmtree(retired, ignore_errors=True)
-    return path
-
-
-def remove_stale_staging(path: Path) -> list[Path]:
-    stale = [*path.parent.glob(f".{path.name}.staging-*"), *path.parent.glob(f".{path.name}.retired-*")]
-    for folder in stale:
-        shutil.rmtree(folder, ignore_errors=True)
-    return stale
 
 
 # ---------------------------------------------------------------------------------------------------------
