@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from enum import Enum
 from pathlib import Path
@@ -118,3 +119,23 @@ def remove_stale_staging(path: Path) -> list[Path]:
     for folder in stale:
         shutil.rmtree(folder, ignore_errors=True)
     return stale
+
+
+def last_checkpoint(output_dir: str | Path) -> str | None:
+    """The newest ``checkpoint-N`` in ``output_dir``, so an interrupted stage resumes from it."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(output_dir)) if Path(output_dir).is_dir() else None
+
+
+def train_and_save(trainer: Any, output_dir: str | Path, tokenizer: Any) -> tuple[Path, float]:
+    """Train (resuming from the newest checkpoint if any), save the final model (gathered under ZeRO-3)
+    to ``output_dir/checkpoint`` with its tokenizer; returns the checkpoint path and training seconds."""
+    started = time.perf_counter()
+    trainer.train(resume_from_checkpoint=last_checkpoint(output_dir))
+    seconds = time.perf_counter() - started
+    checkpoint = Path(output_dir) / CHECKPOINT_DIR
+    trainer.save_model(str(checkpoint))
+    if trainer.accelerator.is_main_process:
+        tokenizer.save_pretrained(checkpoint)
+    return checkpoint, seconds

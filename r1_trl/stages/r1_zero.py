@@ -14,12 +14,12 @@ from r1_trl.data.builders import PromptSpec, build_prompt_datasets
 from r1_trl.evaluation import HeldOutEvalCallback, evaluate_model
 from r1_trl.plotting import plot_training_curves
 from r1_trl.stages.common import (
-    CHECKPOINT_DIR,
     CURVES_FILE,
     RESULTS_FILE,
     eval_settings,
     resolve_model,
     save_recipe,
+    train_and_save,
     write_json_atomic,
 )
 from r1_trl.trainers import R1GRPOTrainer
@@ -53,15 +53,10 @@ def run_grpo_stage(config: R1GRPOConfig, stage: str = STAGE, language_metric: bo
     trainer = R1GRPOTrainer(
         model=model_path, args=config, train_dataset=train, processing_class=tokenizer, callbacks=callbacks
     )
-    train_started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=_last_checkpoint(config))
-    train_seconds = time.perf_counter() - train_started
     output_dir = Path(config.output_dir)
-    checkpoint = output_dir / CHECKPOINT_DIR
-    trainer.save_model(str(checkpoint))
+    checkpoint, train_seconds = train_and_save(trainer, output_dir, tokenizer)
     results: dict[str, Any] = {"stage": stage}
     if trainer.accelerator.is_main_process:
-        tokenizer.save_pretrained(checkpoint)
         after = evaluate_model(str(checkpoint), tokenizer, held_out, settings, show_progress=True)
         history = trainer.state.log_history
         lengths = [row["completions/mean_length"] for row in history if "completions/mean_length" in row]
@@ -91,15 +86,6 @@ def run_grpo_stage(config: R1GRPOConfig, stage: str = STAGE, language_metric: bo
         save_recipe(config, output_dir)
     return results
 
-
-def _last_checkpoint(config: R1GRPOConfig) -> str | bool | None:
-    """Resume from the newest ``checkpoint-N`` in the output dir, so an interrupted stage picks up."""
-    from transformers.trainer_utils import get_last_checkpoint
-
-    output_dir = Path(config.output_dir)
-    if not output_dir.is_dir():
-        return None
-    return get_last_checkpoint(str(output_dir))
 
 
 def run(config: R1GRPOConfig) -> dict[str, Any]:

@@ -51,12 +51,12 @@ from r1_trl.recipes import load_recipe, recipe_path
 from r1_trl.reward_models import RewardModelConfig, save_dataset_atomic
 from r1_trl.reward_models import run as run_reward_model
 from r1_trl.stages.common import (
-    CHECKPOINT_DIR,
     CURVES_FILE,
     RESULTS_FILE,
     eval_settings,
     resolve_model,
     save_recipe,
+    train_and_save,
     write_json_atomic,
 )
 from r1_trl.trainers import R1GRPOTrainer
@@ -407,14 +407,9 @@ def run(config: RLAllConfig) -> dict[str, Any]:
         processing_class=tokenizer,
         callbacks=callbacks,
     )
-    train_started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=_last_checkpoint(output_dir))
-    train_seconds = time.perf_counter() - train_started
-    checkpoint = output_dir / CHECKPOINT_DIR
-    trainer.save_model(str(checkpoint))
+    checkpoint, train_seconds = train_and_save(trainer, output_dir, tokenizer)
     results: dict[str, Any] = {"stage": STAGE}
     if trainer.accelerator.is_main_process:
-        tokenizer.save_pretrained(checkpoint)
         after, samples_after = evaluate_all(
             str(checkpoint), tokenizer, reasoning_held_out, general_held_out, general_rewards, settings
         )
@@ -464,9 +459,3 @@ def _last_reward_means(history: list[dict[str, Any]]) -> dict[str, float]:
                 means[key] = value
     return means
 
-
-def _last_checkpoint(output_dir: Path) -> str | None:
-    """Resume from the newest ``checkpoint-N`` in the output dir, so an interrupted stage picks up."""
-    from transformers.trainer_utils import get_last_checkpoint
-
-    return get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None

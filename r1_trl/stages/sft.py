@@ -21,19 +21,18 @@ from typing import Any
 
 from datasets import Dataset, load_from_disk
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
-from transformers.trainer_utils import get_last_checkpoint
 
 from r1_trl.configs import R1SFTConfig, RecipeError
 from r1_trl.data.builders import PromptSpec, load_problems, render
 from r1_trl.data.decontaminate import decontaminate
 from r1_trl.evaluation import HeldOutEvalCallback, evaluate_model
 from r1_trl.stages.common import (
-    CHECKPOINT_DIR,
     CURVES_FILE,
     RESULTS_FILE,
     eval_settings,
     resolve_model,
     save_recipe,
+    train_and_save,
     write_json_atomic,
 )
 from r1_trl.trainers import R1SFTTrainer
@@ -132,15 +131,10 @@ def run_sft_stage(config: SFTStageConfig) -> dict[str, Any]:
     trainer = R1SFTTrainer(
         model=model_path, args=config, train_dataset=dataset, processing_class=tokenizer, callbacks=callbacks
     )
-    train_started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=_last_checkpoint(config.output_dir))
-    train_seconds = time.perf_counter() - train_started
     output_dir = Path(config.output_dir)
-    checkpoint = output_dir / CHECKPOINT_DIR
-    trainer.save_model(str(checkpoint))
+    checkpoint, train_seconds = train_and_save(trainer, output_dir, tokenizer)
     results: dict[str, Any] = {"stage": stage}
     if trainer.accelerator.is_main_process:
-        tokenizer.save_pretrained(checkpoint)
         after = evaluate_model(str(checkpoint), tokenizer, held_out, settings, show_progress=True)
         history = trainer.state.log_history
         losses = [row["loss"] for row in history if "loss" in row]
@@ -210,10 +204,6 @@ def plot_sft_curves(
     plt.close(figure)
     return path
 
-
-def _last_checkpoint(output_dir: str) -> str | None:
-    """Resume from the newest ``checkpoint-N`` in the output dir, so an interrupted stage picks up."""
-    return get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
 
 
 def run(config: SFTStageConfig) -> dict[str, Any]:
