@@ -217,25 +217,32 @@ def _write_sft_dataset(path: Path) -> Path:
     return path
 
 
-@pytest.mark.xfail(not SFT_AVAILABLE, strict=False,
-                   reason="the SFT stage is not there yet (`r1-trl sft` and recipes/tiny/cold_start_sft.yaml)")
+def _sft_launch_args(random_model: Path, dataset: Path, output_dir: Path) -> list[str]:
+    return [__file__, "probe", "sft", "--config", str(TINY_SFT), "--model_name_or_path", str(random_model),
+            "--sft_dataset", str(dataset), "--max_steps", str(STEPS), "--per_device_train_batch_size", "2",
+            "--eval_size", "2", "--eval_num_samples", "1", "--eval_max_new_tokens", "8", "--learning_rate", "1e-3",
+            "--warmup_steps", "0", "--logging_steps", "1", "--save_strategy", "steps", "--save_steps", str(STEPS),
+            "--output_dir", str(output_dir)]
+
+
 def test_sft_zero3_two_processes_saves_gathered_full_weights(tmp_path: Path, random_model: Path) -> None:
+    assert SFT_AVAILABLE
     output_dir = tmp_path / "sft-zero3"
     dataset = _write_sft_dataset(tmp_path / "sft-data")
-    launch(
-        "zero3.yaml",
-        [__file__, "probe", "sft", "--config", str(TINY_SFT), "--model_name_or_path", str(random_model),
-         "--sft_dataset", str(dataset), "--max_steps", str(STEPS), "--per_device_train_batch_size", "2",
-         "--eval_size", "2", "--eval_num_samples", "1", "--eval_max_new_tokens", "8", "--learning_rate", "1e-3",
-         "--warmup_steps", "0", "--logging_steps", "1", "--save_strategy", "steps", "--save_steps", str(STEPS),
-         "--output_dir", str(output_dir)],
-        tmp_path,
-        "sft-zero3",
-    )
+    launch("zero3.yaml", _sft_launch_args(random_model, dataset, output_dir), tmp_path, "sft-zero3")
     assert json.loads((output_dir / "results.json").read_text())["train"]["steps"] == STEPS
     saved = check_trained_checkpoint(output_dir, random_model)
     check_probe_logits(output_dir, expect_sharded=True)
     check_zero3_consolidation(output_dir / f"checkpoint-{STEPS}", saved)
+
+
+def test_sft_ddp_two_processes_keeps_replicas_identical(tmp_path: Path, random_model: Path) -> None:
+    output_dir = tmp_path / "sft-ddp"
+    dataset = _write_sft_dataset(tmp_path / "sft-data")
+    launch("ddp.yaml", _sft_launch_args(random_model, dataset, output_dir), tmp_path, "sft-ddp")
+    assert json.loads((output_dir / "results.json").read_text())["train"]["steps"] == STEPS
+    check_trained_checkpoint(output_dir, random_model)
+    check_probe_logits(output_dir, expect_sharded=False)
 
 
 def test_rewards_and_data_agree_across_ranks_and_shards_are_disjoint(tmp_path: Path) -> None:
