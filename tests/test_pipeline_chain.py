@@ -26,7 +26,7 @@ BUDGETS = {
     "rejection-sampling": {"train_size": 96, "eval_size": 8, "num_generations": 4},
     "sft-2": {**SMALL_EVAL, "max_steps": 3, "per_device_train_batch_size": 4},
     "rl-all": {**SMALL_EVAL, **SMALL_GRPO, "general_eval_size": 4},
-    "distill": {**SMALL_EVAL, "train_size": 16, "teacher_num_samples": 2, "max_steps": 3,
+    "distill": {**SMALL_EVAL, "train_size": 96, "teacher_num_samples": 4, "max_steps": 3,
                 "per_device_train_batch_size": 4},
 }
 
