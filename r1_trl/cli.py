@@ -224,7 +224,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command not in HANDLERS:
         print(f"r1-trl: unknown command {command!r}; commands: {', '.join(HANDLERS)}", file=sys.stderr)
         return 2
-    return HANDLERS[command](rest)
+    status = HANDLERS[command](rest)
+    _finish_distributed()
+    return status
+
+
+def _finish_distributed() -> None:
+    """Let every rank leave together, then tear the process group down explicitly.
+
+    Rank 0 evaluates after training while the other ranks are done; a rank whose interpreter exits
+    with a live gloo/NCCL group can abort ("terminate called without an active exception").
+    """
+    if "torch" not in sys.modules:  # nothing ran that could have started a process group
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
