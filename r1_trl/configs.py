@@ -93,6 +93,19 @@ class R1StageArguments:
                   "after the stage; 'repo' pushes to one repo per stage."},
     )
     hub_dataset_id: str | None = field(default=None, metadata={"help": "Hub dataset repo for generated sets."})
+    hub_push_checkpoints: bool = field(
+        default=True,
+        metadata={"help": "Training stages with push_to_hub: also push every checkpoint-N the trainer saves "
+                  "(save_strategy/save_steps) to branch '<stage>-step-<N>', in the background while training "
+                  "goes on; false: push only the final checkpoint."},
+    )
+    hub_push_attempts: int = field(
+        default=5, metadata={"help": "Attempts per Hub request before a push is given up (transient errors only)."}
+    )
+    hub_push_backoff: float = field(
+        default=2.0,
+        metadata={"help": "Seconds before the first retry of a failed Hub request; doubles on every retry."},
+    )
 
     def validate_stage_fields(self) -> None:
         self.task_kwargs = parse_dict(self.task_kwargs, "task_kwargs")
@@ -111,6 +124,21 @@ class R1StageArguments:
             raise RecipeError(f"torch_num_threads: must be >= 1, got {self.torch_num_threads}")
         if self.hub_layout not in ("branch", "repo"):
             raise RecipeError(f"hub_layout: must be 'branch' or 'repo', got {self.hub_layout!r}")
+        self.validate_push_fields()
+
+    def validate_push_fields(self) -> None:
+        if self.hub_push_attempts < 1:
+            raise RecipeError(f"hub_push_attempts: must be >= 1, got {self.hub_push_attempts}")
+        if self.hub_push_backoff < 0:
+            raise RecipeError(f"hub_push_backoff: must be >= 0, got {self.hub_push_backoff}")
+        if not getattr(self, "push_to_hub", False):
+            return
+        repo_id = getattr(self, "hub_model_id", None)
+        if not repo_id or repo_id.count("/") != 1 or not all(repo_id.split("/")):
+            raise RecipeError(f"hub_model_id: push_to_hub needs the model repo as 'owner/name', got {repo_id!r}")
+        if getattr(self, "hub_revision", None):
+            raise RecipeError("hub_revision: r1-trl stages push to the branch named after the stage (or one repo "
+                              "per stage with hub_layout: repo); leave hub_revision unset")
 
     def cpu_defaults(self) -> None:
         """TRL defaults bf16 on; without a GPU that is slow or unsupported, so default it off."""
@@ -123,11 +151,22 @@ class R1StageArguments:
             torch.set_num_threads(self.torch_num_threads)
 
 
+PUSH_TO_HUB_HELP = (
+    "Push the stage to the Hub repo hub_model_id (GRPO, SFT and rl-all stages): the final checkpoint (with card, "
+    "results and lineage) to the branch named after the stage (hub_layout), and with hub_push_checkpoints every "
+    "saved checkpoint-N to branch '<stage>-step-<N>' in the background. r1-trl does these pushes itself; TRL's "
+    "own Trainer push (output_dir to main on every save; hub_strategy, hub_revision) is turned off for the "
+    "trainer, so nothing is pushed to main."
+)
+
+
 @dataclass
 class R1GRPOConfig(R1StageArguments, GRPOConfig):
     """GRPO stage recipe: GRPOConfig + reward names resolved through ``reward_funcs`` + stage fields."""
 
     _VALID_DICT_FIELDS = GRPOConfig._VALID_DICT_FIELDS + ["reward_kwargs", "task_kwargs"]
+
+    push_to_hub: bool = field(default=False, metadata={"help": PUSH_TO_HUB_HELP})
 
     reward_funcs: list[str] = field(
         default_factory=lambda: ["accuracy", "format"],
@@ -183,6 +222,8 @@ class R1SFTConfig(R1StageArguments, SFTConfig):
     """SFT stage recipe (cold start, SFT stage 2, distillation): SFTConfig + stage fields."""
 
     _VALID_DICT_FIELDS = SFTConfig._VALID_DICT_FIELDS + ["task_kwargs"]
+
+    push_to_hub: bool = field(default=False, metadata={"help": PUSH_TO_HUB_HELP})
 
     def __post_init__(self) -> None:
         self.cpu_defaults()

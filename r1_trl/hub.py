@@ -8,6 +8,11 @@ Scheme (one for models, the same for datasets):
 * ``layout="repo"``: stage ``s`` goes to ``f"{repo_id}-{s}"`` (and ``f"{dataset_repo_id}-{s}"``) on ``main``.
 * Intermediate checkpoints (``CheckpointPusher``) go to branch ``f"{s}-step-{N}"`` of the stage's model repo.
 
+Two ways in: ``push_run`` / ``push_stage`` push a (pipeline) run directory after the fact; a training stage whose
+recipe sets ``push_to_hub`` pushes itself through ``StagePublisher`` (step branches during training, the final
+checkpoint to the stage's revision when it ends). Both name things the same way, so when both are on the second
+push only commits what changed (card, manifest): the client skips files already on the branch.
+
 Every commit carries the run's ``manifest.json`` (lineage), a card (``README.md``) and, for models, the stage's
 ``results.json``, ``recipe.yaml`` and ``curves.png`` when present. Local inputs that are outputs of earlier stages
 of the same run are written as the Hub references those stages are pushed to, so the cards chain together.
@@ -33,6 +38,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -399,14 +405,109 @@ def push_stage(
 ) -> str:
     """Push a finished stage's checkpoint with its card and the run manifest; return ``"repo@revision"``."""
     run_dir = Path(run_dir)
-    manifest = load_manifest(run_dir)
+    return _push_model(
+        run_dir,
+        load_manifest(run_dir),
+        run_dir / MANIFEST_NAME,
+        stage,
+        HubTargets(repo_id, dataset_repo_id or default_dataset_repo(repo_id), layout),
+        private=private,
+        token=token,
+        license=license,
+        no_push=no_push,
+        retry=retry,
+    )
+
+
+def push_stage_output(
+    output_dir: str | os.PathLike[str],
+    stage: str,
+    repo_id: str,
+    *,
+    entry: Mapping[str, Any] | None = None,
+    layout: Layout = "branch",
+    private: bool | None = None,
+    token: str | None = None,
+    dataset_repo_id: str | None = None,
+    license: str = "apache-2.0",  # noqa: A002 - the Hub metadata field is called license
+    retry: RetryPolicy | None = None,
+) -> str:
+    """Push a stage's output directory right after the stage ran (recipe ``push_to_hub``); return the ref.
+
+    Pushes ``output_dir/checkpoint`` (or ``entry["checkpoint"]``, relative to `output_dir`) with a card and the
+    stage's ``results.json`` / ``recipe.yaml`` / ``curves.png`` to the stage's revision, like `push_stage`. The
+    lineage pushed as ``manifest.json`` is the run's manifest when `output_dir` is a stage directory of a
+    pipeline run (this stage marked done, completed by `entry`), otherwise a manifest of this one stage built
+    from `entry` (``inputs``, ``config``, ``metrics``, ``reward_funcs``, ...). Nothing local is written.
+    """
+    output_dir = Path(output_dir).resolve()
+    manifest = stage_lineage(output_dir, stage, entry or {})
+    return _push_model(
+        output_dir.parent,
+        manifest,
+        json.dumps(manifest, indent=2, default=str).encode("utf-8"),
+        stage,
+        HubTargets(repo_id, dataset_repo_id or default_dataset_repo(repo_id), layout),
+        private=private,
+        token=token,
+        license=license,
+        no_push=False,
+        retry=retry,
+    )
+
+
+def stage_lineage(output_dir: Path, stage: str, entry: Mapping[str, Any]) -> dict[str, Any]:
+    """The manifest to push with a stage that pushes itself (see `push_stage_output`)."""
+    run_dir, name = output_dir.parent, output_dir.name
+    manifest: dict[str, Any] | None = None
+    if (run_dir / MANIFEST_NAME).is_file():
+        try:
+            candidate = load_manifest(run_dir)
+        except ValueError:
+            candidate = None
+        if candidate and (candidate["stages"].get(stage) or {}).get("output_dir") == name:
+            manifest = candidate
+    if manifest is None:
+        manifest = {
+            "run_id": f"{stage}-{name}",
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "stages": {},
+        }
+    recorded = dict(manifest["stages"].get(stage) or {})
+    merged = {**entry, **{key: value for key, value in recorded.items() if value not in (None, "", {}, [])}}
+    merged.update(
+        {
+            "status": "done",
+            "output_dir": name,
+            "checkpoint": f"{name}/{entry.get('checkpoint') or 'checkpoint'}",
+            # the run's records win; what only the stage knows (datasets, timings) fills the gaps
+            "inputs": {**(entry.get("inputs") or {}), **(recorded.get("inputs") or {})},
+            "timings": {**(entry.get("timings") or {}), **(recorded.get("timings") or {})},
+        }
+    )
+    manifest["stages"][stage] = merged
+    return manifest
+
+
+def _push_model(
+    run_dir: Path,
+    manifest: Mapping[str, Any],
+    manifest_source: FileSource,
+    stage: str,
+    targets: HubTargets,
+    *,
+    private: bool | None,
+    token: str | None,
+    license: str,  # noqa: A002 - the Hub metadata field is called license
+    no_push: bool,
+    retry: RetryPolicy | None,
+) -> str:
     entry = stage_entry(manifest, stage)
     if not entry.get("checkpoint"):
         raise ValueError(f"stage {stage!r} has no checkpoint to push (a data-only stage? use push_datasets)")
     checkpoint = run_dir / entry["checkpoint"]
     if not checkpoint.is_dir():
         raise FileNotFoundError(f"checkpoint of stage {stage!r} not found at {checkpoint}")
-    targets = HubTargets(repo_id, dataset_repo_id or default_dataset_repo(repo_id), layout)
     ref = targets.model(stage)
     inputs = entry.get("inputs") or {}
     card = build_model_card(
@@ -433,7 +534,7 @@ def push_stage(
     stage_dir = run_dir / (entry.get("output_dir") or stage)
     files.update({name: stage_dir / name for name in STAGE_EXTRA_FILES if (stage_dir / name).is_file()})
     files["README.md"] = str(card).encode("utf-8")
-    files[MANIFEST_NAME] = run_dir / MANIFEST_NAME
+    files[MANIFEST_NAME] = manifest_source
 
     if no_push:
         target = _fresh_dir(preview_dir(run_dir, ref))
@@ -707,6 +808,8 @@ class CheckpointPusher(TrainerCallback):
         self.preview_root = Path(preview_root) if preview_root is not None else None
         self.api = _make_api(token)
         self.pushes: list[tuple[HubRef, Future[None]]] = []
+        self.pushed: list[str] = []  # "repo@revision" of every finished push
+        self.failed: list[str] = []  # ... and of every push that failed for good
         self.errors: list[BaseException] = []
 
     def on_save(
@@ -739,7 +842,9 @@ class CheckpointPusher(TrainerCallback):
                 done.append(str(ref))
             except Exception as error:  # noqa: BLE001 - collected and re-raised together
                 failures.append(error)
+                self.failed.append(str(ref))
         self.pushes = []
+        self.pushed.extend(done)
         if failures:
             self.errors.extend(failures)
             raise HubPushError(
@@ -784,3 +889,80 @@ def _snapshot(checkpoint: Path, ignore_patterns: tuple[str, ...]) -> Path:
         checkpoint, snapshot, ignore=shutil.ignore_patterns(*ignore_patterns), copy_function=link_or_copy
     )
     return snapshot
+
+
+# ---- a training stage that pushes itself (recipe push_to_hub) ------------------------------------------------
+class StagePublisher:
+    """The Hub pushes of a training stage whose recipe sets ``push_to_hub``.
+
+    `callbacks` hands the trainer a `CheckpointPusher` (unless `push_checkpoints` is off), so every
+    ``checkpoint-N`` the trainer saves goes to branch ``{stage}-step-{N}`` in the background while training
+    goes on. After training, `wait_for_checkpoints` waits for those uploads and `push_final` pushes the final
+    checkpoint with its card and lineage to the stage's revision (`push_stage_output`), blocking until it is on
+    the Hub. Failures are retried with `retry`; one that persists is logged and reported, never raised: the
+    trained model and every local checkpoint stay as they are, to be pushed again later (`r1-trl push RUN_DIR`
+    for pipeline runs, `push_stage_output` for a stage run on its own).
+    """
+
+    def __init__(
+        self,
+        repo_id: str,
+        stage: str,
+        *,
+        layout: Layout = "branch",
+        dataset_repo_id: str | None = None,
+        private: bool | None = None,
+        token: str | None = None,
+        push_checkpoints: bool = True,
+        retry: RetryPolicy | None = None,
+        license: str = "apache-2.0",  # noqa: A002 - the Hub metadata field is called license
+    ) -> None:
+        self.targets = HubTargets(repo_id, dataset_repo_id or default_dataset_repo(repo_id), layout)
+        self.stage = stage
+        self.ref = self.targets.model(stage)  # checks that the stage name can be a branch
+        self.retry = retry or RetryPolicy()
+        self._push_options: dict[str, Any] = {
+            "layout": layout,
+            "dataset_repo_id": self.targets.dataset_repo_id,
+            "private": private,
+            "token": token,
+            "license": license,
+            "retry": self.retry,
+        }
+        self.checkpoint_pusher = (
+            CheckpointPusher(repo_id, stage, layout=layout, private=private, token=token, retry=self.retry)
+            if push_checkpoints
+            else None
+        )
+
+    def callbacks(self) -> list[TrainerCallback]:
+        return [self.checkpoint_pusher] if self.checkpoint_pusher is not None else []
+
+    def wait_for_checkpoints(self) -> dict[str, Any]:
+        """Block until the intermediate pushes are done; where the final checkpoint goes and what was pushed."""
+        summary: dict[str, Any] = {"model": str(self.ref), "checkpoints": [], "failed_checkpoints": []}
+        pusher = self.checkpoint_pusher
+        if pusher is None:
+            return summary
+        try:
+            pusher.wait()
+        except HubPushError as error:
+            logger.error("%s: %s; the local checkpoints are intact", self.stage, error)
+        summary["checkpoints"] = sorted(pusher.pushed, key=_step_number)
+        summary["failed_checkpoints"] = sorted(pusher.failed, key=_step_number)
+        return summary
+
+    def push_final(self, output_dir: str | os.PathLike[str], entry: Mapping[str, Any]) -> str | None:
+        """Push the stage's output directory to `ref`; None on success, else the error (already logged)."""
+        try:
+            repo_id = self.targets.repo_id
+            assert repo_id is not None  # set in __init__
+            push_stage_output(output_dir, self.stage, repo_id, entry=entry, **self._push_options)
+        except HubPushError as error:
+            logger.error("%s: %s", self.stage, error)
+            return str(error)
+        return None
+
+
+def _step_number(ref: str) -> int:
+    return int(ref.rsplit("-", 1)[-1])

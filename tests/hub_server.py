@@ -2,16 +2,23 @@
 
 It implements only the endpoints that `huggingface_hub` 2.x (`HfApi.create_repo`, `create_branch`,
 `create_commit`/`upload_folder`, `repo_info`, `list_repo_tree`, `get_paths_info`, `list_repo_refs`,
-`hf_hub_download`, `RepoCard.validate`) and `datasets.Dataset.push_to_hub` (which also reads the repo through
-`HfFileSystem`) call. Like the Hub, `/preupload` sends text files as *regular* uploads (inline, base64 in the
+`hf_hub_download`, `snapshot_download`, `RepoCard.validate`) and `datasets.Dataset.push_to_hub` (which also reads
+the repo through `HfFileSystem`) call, and what `from_pretrained` reads through them. Like the Hub, `/preupload` sends text files as *regular* uploads (inline, base64 in the
 ndjson commit) and binary files, files matching the LFS patterns of the branch's `.gitattributes`, or files
 over `lfs_threshold` bytes as *LFS* uploads, served by the git-LFS batch API with the "basic" transfer (one PUT
-per object, then a verify call). The Xet protocol is not implemented: clients must run with Xet disabled
+per object, then a verify call).
+
+Downloads work like on the Hub: `GET /api/models/{repo}/revision/{rev}` answers the commit oid and the files
+(`siblings`, with sizes and LFS hashes when `?blobs=true`); `HEAD`/`GET /{repo}/resolve/{rev}/{path}` answer a
+regular file directly (`ETag` = git blob sha1, `X-Repo-Commit`), and an LFS file with a redirect to its object
+(`{storage_endpoint}/_lfs/{sha256}`, a second port standing in for the CDN) carrying `X-Linked-Etag` (the sha256) and `X-Linked-Size`, so the
+client caches LFS blobs under their sha256 as it does with the Hub. The Xet protocol is not implemented: clients must run with Xet disabled
 (`patch_endpoint` does that), which makes `huggingface_hub` fall back to LFS exactly as for a Hub without Xet.
 
 State lives in memory: repos keyed by `(repo_type, repo_id)`, each with branches pointing at immutable
 commits (a full `path -> bytes` snapshot). Every request is recorded; `fail(...)` injects errors ("answer
-the next 2 commit calls with HTTP 500") and `slow_down(...)` delays matching requests.
+the next 2 commit calls with HTTP 500"), `slow_down(...)` delays matching requests and `hold(...)` keeps them
+waiting until the test releases them (to observe a caller that must not block on them).
 
 Point a client at it by patching the already-imported constants (`patch_endpoint`) or, in a fresh process, by
 setting `HF_ENDPOINT=<hub.endpoint>` and `HF_HUB_DISABLE_XET=1` before `huggingface_hub` / `datasets` are
@@ -114,13 +121,16 @@ class RecordedRequest:
 
 @dataclass
 class FailureRule:
-    """Applies to the next `remaining` matching requests: wait `delay` seconds, then fail with `status` if set."""
+    """Applies to the next `remaining` matching requests: wait `delay` seconds (and for `gate`, if set, at most
+    `gate_timeout` seconds), then fail with `status` if set."""
 
     method: str
     path_pattern: re.Pattern[str]
     remaining: int
     status: int | None
     delay: float = 0.0
+    gate: threading.Event | None = None
+    gate_timeout: float = 0.0
 
 
 class HubError(Exception):
@@ -142,28 +152,41 @@ class FakeHub:
         self.repos: dict[tuple[str, str], Repo] = {}
         self.lfs_objects: dict[str, bytes] = {}
         self.requests: list[RecordedRequest] = []
+        self.held: list[str] = []  # paths of requests that waited on a `hold` gate
         self._failures: list[FailureRule] = []
         self._lock = threading.RLock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
+        # the Hub API, and a second origin standing in for the storage (CDN) that LFS downloads redirect to:
+        # `huggingface_hub` follows redirects within the Hub's origin but reads file metadata off a redirect
+        # that leaves it, so the storage must be another origin (here: another port)
+        self._servers = [ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self)) for _ in range(2)]
+        for server in self._servers:
+            server.daemon_threads = True
+        self._threads: list[threading.Thread] = []
 
     # ---- lifecycle -------------------------------------------------------------------------------------
     @property
     def endpoint(self) -> str:
-        host, port = self._server.server_address[:2]
+        host, port = self._servers[0].server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def storage_endpoint(self) -> str:
+        host, port = self._servers[1].server_address[:2]
         return f"http://{host}:{port}"
 
     def start(self) -> FakeHub:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-hub", daemon=True)
-        self._thread.start()
+        for index, server in enumerate(self._servers):
+            thread = threading.Thread(target=server.serve_forever, name=f"fake-hub-{index}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        for server in self._servers:
+            server.shutdown()
+            server.server_close()
+        for thread in self._threads:
+            thread.join(timeout=5)
 
     def __enter__(self) -> FakeHub:
         return self.start()
@@ -183,6 +206,15 @@ class FakeHub:
         """Make matching requests take `seconds` longer (to observe that a caller does not block on them)."""
         with self._lock:
             self._failures.append(FailureRule(method.upper(), re.compile(path_pattern), times, None, seconds))
+
+    def hold(
+        self, path_pattern: str, *, until: threading.Event, timeout: float = 60.0, method: str = "POST"
+    ) -> None:
+        """Keep matching requests waiting until `until` is set (or `timeout` passed), then serve them."""
+        with self._lock:
+            self._failures.append(
+                FailureRule(method.upper(), re.compile(path_pattern), 1_000_000, None, 0.0, until, timeout)
+            )
 
     def files(self, repo_id: str, revision: str = "main", repo_type: str = "model") -> dict[str, bytes]:
         """The files committed at `revision` (branch or commit oid) of a repo."""
@@ -248,6 +280,10 @@ class FakeHub:
                 rule.remaining -= 1
         for rule in matching:
             time.sleep(rule.delay)
+            if rule.gate is not None and not rule.gate.is_set():
+                with self._lock:
+                    self.held.append(path)
+                rule.gate.wait(rule.gate_timeout)
             if rule.status is not None:
                 raise HubError(rule.status, f"injected failure ({rule.status})")
 
@@ -266,7 +302,7 @@ class FakeHub:
             self._repo((match["type"] or "models")[:-1], f"{match['ns']}/{match['name']}")  # 404 if unknown
             return self._lfs_batch(json.loads(body or b"{}"))
         if match := _LFS_OBJECT_ROUTE.match(path):
-            return self._lfs_object(method, match["oid"], bool(match["verify"]), body)
+            return self._lfs_object(method, match["oid"], bool(match["verify"]), body, headers)
         if match := _RESOLVE_ROUTE.match(path):
             repo_type = (match["type"] or "models")[:-1]
             repo = self._repo(repo_type, f"{match['ns']}/{match['name']}")
@@ -303,7 +339,8 @@ class FakeHub:
         action = parts[0] if parts else ""
         if method == "GET" and action in ("", "revision"):
             revision = parts[1] if action == "revision" and len(parts) > 1 else "main"
-            return _json(self._repo_info(repo, self._commit_at(repo, revision)))
+            blobs = query.get("blobs", ["false"])[0].lower() in ("1", "true")
+            return _json(self._repo_info(repo, self._commit_at(repo, revision), blobs))
         if method == "POST" and action == "branch" and len(parts) == 2:
             return self._create_branch(repo, parts[1], json.loads(body or b"{}"))
         if method == "GET" and action == "refs":
@@ -359,14 +396,28 @@ class FakeHub:
         prefix = "" if repo_type == "model" else f"{repo_type}s/"
         return f"{self.endpoint}/{prefix}{repo_id}"
 
-    def _repo_info(self, repo: Repo, commit: Commit) -> dict[str, Any]:
+    def _repo_info(self, repo: Repo, commit: Commit, blobs: bool = False) -> dict[str, Any]:
+        siblings = []
+        for path in sorted(commit.files):
+            sibling: dict[str, Any] = {"rfilename": path}
+            if blobs:
+                entry = _file_entry(path, commit.files[path], path in commit.lfs_paths)
+                sibling.update({"size": entry["size"], "blobId": entry["oid"]})
+                if "lfs" in entry:
+                    sibling["lfs"] = {
+                        "sha256": entry["lfs"]["oid"],
+                        "size": entry["lfs"]["size"],
+                        "pointerSize": entry["lfs"]["pointerSize"],
+                    }
+            siblings.append(sibling)
         return {
             "id": repo.repo_id,
+            "modelId": repo.repo_id,
             "author": repo.repo_id.split("/")[0],
             "sha": commit.oid,
             "private": repo.private,
             "lastModified": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
-            "siblings": [{"rfilename": path} for path in sorted(commit.files)],
+            "siblings": siblings,
             "tags": [],
         }
 
@@ -427,8 +478,14 @@ class FakeHub:
         return _json({"transfer": "basic", "objects": objects})
 
     def _lfs_object(
-        self, method: str, oid: str, verify: bool, body: bytes
+        self, method: str, oid: str, verify: bool, body: bytes, headers: dict[str, str]
     ) -> tuple[int, dict[str, str], bytes]:
+        if method in ("GET", "HEAD") and not verify:
+            with self._lock:
+                stored = self.lfs_objects.get(oid)
+            if stored is None:
+                raise HubError(404, f"LFS object {oid} not found")
+            return _serve_bytes(stored, method, headers, {"ETag": f'"{oid}"'})
         if method == "PUT" and not verify:
             if hashlib.sha256(body).hexdigest() != oid:
                 raise HubError(400, f"uploaded content does not hash to {oid}")
@@ -531,25 +588,22 @@ class FakeHub:
         if path not in commit.files:
             raise HubError(404, "Entry not found", "EntryNotFound")
         content = commit.files[path]
-        out_headers = {
-            "ETag": f'"{git_blob_sha1(content)}"',
-            "X-Repo-Commit": commit.oid,
-            "Content-Type": "application/octet-stream",
-            "Accept-Ranges": "bytes",
-        }
-        status = 200
-        if range_header := headers.get("range"):
-            match = re.fullmatch(r"bytes=(\d*)-(\d*)", range_header.strip())
-            if match is None:
-                raise HubError(416, f"bad range {range_header!r}")
-            start = int(match[1]) if match[1] else max(len(content) - int(match[2] or 0), 0)
-            end = int(match[2]) if match[1] and match[2] else len(content) - 1
-            end = min(end, len(content) - 1)
-            out_headers["Content-Range"] = f"bytes {start}-{end}/{len(content)}"
-            content = content[start : end + 1]
-            status = 206
-        out_headers["Content-Length"] = str(len(content))
-        return status, out_headers, (b"" if method == "HEAD" else content)
+        if path in commit.lfs_paths:
+            # the Hub answers LFS files with a redirect to the storage (CDN) naming the object's sha256 and size
+            oid = hashlib.sha256(content).hexdigest()
+            with self._lock:
+                self.lfs_objects.setdefault(oid, content)
+            return 302, {
+                "Location": f"{self.storage_endpoint}/_lfs/{oid}",
+                "ETag": f'"{git_blob_sha1(content)}"',
+                "X-Linked-Etag": f'"{oid}"',
+                "X-Linked-Size": str(len(content)),
+                "X-Repo-Commit": commit.oid,
+                "Content-Length": "0",
+            }, b""
+        return _serve_bytes(
+            content, method, headers, {"ETag": f'"{git_blob_sha1(content)}"', "X-Repo-Commit": commit.oid}
+        )
 
     def _validate_yaml(self, payload: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
         errors = validate_card_metadata(payload.get("content", ""), payload.get("repoType") or "model")
@@ -656,6 +710,26 @@ def _folder_entry(path: str) -> dict[str, Any]:
 
 def _new_oid() -> str:
     return hashlib.sha1(uuid.uuid4().bytes).hexdigest()
+
+
+def _serve_bytes(
+    content: bytes, method: str, headers: dict[str, str], extra_headers: dict[str, str]
+) -> tuple[int, dict[str, str], bytes]:
+    """A file download answer, honouring a `Range` request (used to resume downloads)."""
+    out_headers = {"Content-Type": "application/octet-stream", "Accept-Ranges": "bytes", **extra_headers}
+    status = 200
+    if range_header := headers.get("range"):
+        match = re.fullmatch(r"bytes=(\d*)-(\d*)", range_header.strip())
+        if match is None:
+            raise HubError(416, f"bad range {range_header!r}")
+        start = int(match[1]) if match[1] else max(len(content) - int(match[2] or 0), 0)
+        end = int(match[2]) if match[1] and match[2] else len(content) - 1
+        end = min(end, len(content) - 1)
+        out_headers["Content-Range"] = f"bytes {start}-{end}/{len(content)}"
+        content = content[start : end + 1]
+        status = 206
+    out_headers["Content-Length"] = str(len(content))
+    return status, out_headers, (b"" if method == "HEAD" else content)
 
 
 def _json(payload: Any, status: int = 200) -> tuple[int, dict[str, str], bytes]:

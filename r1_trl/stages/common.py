@@ -1,22 +1,29 @@
-"""What every stage does around its trainer: resolve the model, evaluate, write results and curves."""
+"""What every stage does around its trainer: resolve the model, evaluate, write results and curves, push."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
+import math
 import os
+import shlex
 import shutil
+import sys
 import tempfile
 import time
 import uuid
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from r1_trl.configs import TINY_MODEL
 from r1_trl.evaluation import EvalSettings
+
+if TYPE_CHECKING:
+    from r1_trl.hub import StagePublisher
 
 CHECKPOINT_DIR = "checkpoint"
 RESULTS_FILE = "results.json"
@@ -25,16 +32,53 @@ RECIPE_FILE = "recipe.yaml"
 STATS_FILE = "stats.json"
 
 
+# Files of a Hub model repo that `from_pretrained` never reads: other frameworks' weights, and trainer state
+# (optimizer, scheduler, RNG) that pushed checkpoints or training repos may carry.
+NOT_LOADED_PATTERNS = (
+    "*.h5", "*.msgpack", "*.onnx", "*.gguf", "*.ot", "*.tflite", "*.pt", "*.pth", "*.ckpt", "rng_state*",
+)
+
+
 def resolve_model(name_or_path: str, revision: str | None = None) -> tuple[str, str | None]:
-    """'tiny' -> the cached tiny base (built on first use); 'repo@rev' -> (repo, rev); else unchanged."""
+    """The model to load: 'tiny' -> the cached tiny base (built on first use); a Hub repo at a revision
+    ('repo@rev', or `revision` = ``model_revision``) -> its files at that revision, downloaded into the
+    Hugging Face cache (see `download_revision`); anything else unchanged. Returns (path or id, revision left
+    to pass to ``from_pretrained``: None once resolved to a local folder).
+
+    A revision in the name and a different explicit `revision` contradict each other.
+    """
     if name_or_path == TINY_MODEL:
         from r1_trl.models import load_or_build_tiny_base
 
         return str(load_or_build_tiny_base()), None
-    if "@" in name_or_path and not Path(name_or_path).exists():
+    if Path(name_or_path).exists():
+        return name_or_path, revision
+    repo = name_or_path
+    if "@" in name_or_path:
         repo, _, rev = name_or_path.partition("@")
-        return repo, revision or rev
-    return name_or_path, revision
+        if not repo or not rev:
+            raise ValueError(f"model_name_or_path: expected 'repo@revision', got {name_or_path!r}")
+        if revision and revision != rev:
+            raise ValueError(
+                f"model_revision: {revision!r} contradicts the revision in model_name_or_path {name_or_path!r}"
+            )
+        revision = rev
+    if revision is None:
+        return repo, None
+    return str(download_revision(repo, revision)), None
+
+
+def download_revision(repo_id: str, revision: str) -> Path:
+    """A Hub model repo at `revision` (branch, tag or commit) in the local Hugging Face cache: the snapshot
+    folder with what ``from_pretrained`` reads (`NOT_LOADED_PATTERNS` are skipped).
+
+    Everything downstream then loads a local folder, so nothing can fall back to the repo's ``main`` branch
+    (TRL's trainers read the config of a model id without its revision; in the branch layout of
+    ``r1_trl.hub``, ``main`` holds no model at all). Offline (``HF_HUB_OFFLINE=1``) a cached snapshot is used.
+    """
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(repo_id, revision=revision, ignore_patterns=list(NOT_LOADED_PATTERNS)))
 
 
 def eval_settings(config: Any, language_metric: bool = False) -> EvalSettings:
@@ -139,3 +183,76 @@ def train_and_save(trainer: Any, output_dir: str | Path, tokenizer: Any) -> tupl
     if trainer.accelerator.is_main_process:
         tokenizer.save_pretrained(checkpoint)
     return checkpoint, seconds
+
+
+# ---- Hub pushes of a training stage (recipe push_to_hub) ----------------------------------------------------
+def stage_publisher(config: Any, stage: str) -> StagePublisher | None:
+    """The stage's own Hub pushes when the recipe sets ``push_to_hub`` (see `r1_trl.hub.StagePublisher`)."""
+    if not getattr(config, "push_to_hub", False):
+        return None
+    from r1_trl.hub import RetryPolicy, StagePublisher
+
+    return StagePublisher(
+        config.hub_model_id,
+        stage,
+        layout=config.hub_layout,
+        dataset_repo_id=config.hub_dataset_id,
+        private=config.hub_private_repo,
+        token=config.hub_token,
+        push_checkpoints=config.hub_push_checkpoints,
+        retry=RetryPolicy(attempts=config.hub_push_attempts, base_delay=config.hub_push_backoff),
+    )
+
+
+def trainer_args(config: Any, publisher: StagePublisher | None) -> Any:
+    """The arguments the trainer gets. When the stage pushes itself, a copy with TRL's own push off: the
+    Trainer would otherwise push ``output_dir`` to ``main`` on every save and on ``save_model``, a second
+    copy of what the stage pushes to its branches. The recipe itself (``recipe.yaml``) keeps ``push_to_hub``."""
+    if publisher is None:
+        return config
+    args = copy.copy(config)
+    args.push_to_hub = False
+    return args
+
+
+def publish_stage(
+    publisher: StagePublisher | None, config: Any, output_dir: str | Path, results: dict[str, Any]
+) -> None:
+    """After a stage wrote its artifacts: wait for the checkpoint pushes, record the Hub refs in
+    ``results["hub"]`` and ``results.json``, then push the final checkpoint (blocking). A push that failed for
+    good is recorded there as ``hub.error``; the checkpoints are never touched."""
+    if publisher is None:
+        return
+    output_dir = Path(output_dir)
+    results["hub"] = publisher.wait_for_checkpoints()
+    write_json_atomic(output_dir / RESULTS_FILE, results)
+    error = publisher.push_final(output_dir, lineage_entry(config, results))
+    if error is not None:
+        results["hub"].update({"model": None, "error": error})
+        write_json_atomic(output_dir / RESULTS_FILE, results)
+
+
+def lineage_entry(config: Any, results: dict[str, Any]) -> dict[str, Any]:
+    """A stage's record for the pushed manifest (the fields a pipeline manifest entry has)."""
+    model = config.model_name_or_path
+    if config.model_revision and "@" not in model:
+        model = f"{model}@{config.model_revision}"
+    prompts = config.dataset_path or config.dataset_name
+    return {
+        "checkpoint": CHECKPOINT_DIR,
+        "inputs": {
+            "model": model,
+            "datasets": {"train": getattr(config, "sft_dataset", None) or prompts, "eval": prompts},
+        },
+        "config": recipe_dict(config),
+        "seed": config.seed,
+        "metrics": {
+            key: value
+            for key, value in (results.get("metrics") or {}).items()
+            if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        },
+        "reward_funcs": list(getattr(config, "reward_funcs", None) or []),
+        "reward_weights": list(getattr(config, "reward_weights", None) or []) or None,
+        "command": shlex.join(["r1-trl", *sys.argv[1:]]),
+        "timings": {"seconds": results.get("seconds")},
+    }

@@ -17,9 +17,12 @@ from r1_trl.stages.common import (
     CURVES_FILE,
     RESULTS_FILE,
     eval_settings,
+    publish_stage,
     resolve_model,
     save_recipe,
+    stage_publisher,
     train_and_save,
+    trainer_args,
     write_json_atomic,
 )
 from r1_trl.trainers import R1GRPOTrainer
@@ -34,7 +37,9 @@ def run_grpo_stage(config: R1GRPOConfig, stage: str = STAGE, language_metric: bo
     """Evaluate the start model, train with GRPO, save the checkpoint, evaluate again, write artifacts.
 
     Artifacts in ``config.output_dir``: ``checkpoint/`` (the trained model), ``results.json`` (held-out
-    metrics before/after and the training log), ``curves.png`` and ``recipe.yaml``.
+    metrics before/after and the training log), ``curves.png`` and ``recipe.yaml``. With ``push_to_hub`` the
+    stage pushes itself (``r1_trl.hub.StagePublisher``): saved checkpoints to ``{stage}-step-{N}`` branches
+    during training, then the final checkpoint to the stage's branch before returning.
     """
     started = time.perf_counter()
     config.apply_runtime_settings()
@@ -47,11 +52,16 @@ def run_grpo_stage(config: R1GRPOConfig, stage: str = STAGE, language_metric: bo
     settings = eval_settings(config, language_metric)
 
     before = evaluate_model(model_path, tokenizer, held_out, settings, show_progress=True)
-    callbacks = []
+    publisher = stage_publisher(config, stage)
+    callbacks = publisher.callbacks() if publisher else []
     if config.eval_every_steps > 0:
         callbacks.append(HeldOutEvalCallback(held_out, tokenizer, settings, config.eval_every_steps))
     trainer = R1GRPOTrainer(
-        model=model_path, args=config, train_dataset=train, processing_class=tokenizer, callbacks=callbacks
+        model=model_path,
+        args=trainer_args(config, publisher),
+        train_dataset=train,
+        processing_class=tokenizer,
+        callbacks=callbacks,
     )
     output_dir = Path(config.output_dir)
     checkpoint, train_seconds = train_and_save(trainer, output_dir, tokenizer)
@@ -84,6 +94,7 @@ def run_grpo_stage(config: R1GRPOConfig, stage: str = STAGE, language_metric: bo
         plot_training_curves(history, output_dir / CURVES_FILE, f"{stage}: GRPO rewards",
                              held_out={"before": before, "after": after})
         save_recipe(config, output_dir)
+        publish_stage(publisher, config, output_dir, results)
     return results
 
 

@@ -54,9 +54,12 @@ from r1_trl.stages.common import (
     CURVES_FILE,
     RESULTS_FILE,
     eval_settings,
+    publish_stage,
     resolve_model,
     save_recipe,
+    stage_publisher,
     train_and_save,
+    trainer_args,
     write_json_atomic,
 )
 from r1_trl.trainers import R1GRPOTrainer
@@ -394,14 +397,15 @@ def run(config: RLAllConfig) -> dict[str, Any]:
         model_path, tokenizer, reasoning_held_out, general_held_out, general_rewards, settings
     )
 
-    callbacks = []
+    publisher = stage_publisher(config, STAGE)
+    callbacks = publisher.callbacks() if publisher else []
     if config.eval_every_steps > 0:
         callbacks.append(
             HeldOutEvalCallback(reasoning_held_out, tokenizer, settings, config.eval_every_steps)
         )
     trainer = R1GRPOTrainer(
         model=model_path,
-        args=config,
+        args=trainer_args(config, publisher),
         reward_funcs=rewards,
         train_dataset=train,
         processing_class=tokenizer,
@@ -447,6 +451,7 @@ def run(config: RLAllConfig) -> dict[str, Any]:
             held_out={"before": before, "after": after},
         )
         save_recipe(config, output_dir)
+        publish_stage(publisher, config, output_dir, results)
     return results
 
 

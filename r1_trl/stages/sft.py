@@ -8,7 +8,8 @@ data TRL masks the prompt tokens (``completion_only_loss``, on by default for su
 
 Artifacts in ``output_dir``: ``checkpoint/`` (model + tokenizer), ``results.json`` (held-out metrics
 before/after, on prompts rendered with ``prompt_template``: ``chat`` for models trained on chat data),
-``curves.png`` and ``recipe.yaml``.
+``curves.png`` and ``recipe.yaml``. With ``push_to_hub`` the stage pushes itself like the GRPO stages
+(``{stage}-step-{N}`` branches during training, the final checkpoint to the ``{stage}`` branch).
 """
 
 from __future__ import annotations
@@ -30,9 +31,12 @@ from r1_trl.stages.common import (
     CURVES_FILE,
     RESULTS_FILE,
     eval_settings,
+    publish_stage,
     resolve_model,
     save_recipe,
+    stage_publisher,
     train_and_save,
+    trainer_args,
     write_json_atomic,
 )
 from r1_trl.trainers import R1SFTTrainer
@@ -125,11 +129,16 @@ def run_sft_stage(config: SFTStageConfig) -> dict[str, Any]:
     settings = eval_settings(config, language_metric=True)
 
     before = evaluate_model(model_path, tokenizer, held_out, settings, show_progress=True)
-    callbacks = []
+    publisher = stage_publisher(config, stage)
+    callbacks = publisher.callbacks() if publisher else []
     if config.eval_every_steps > 0:
         callbacks.append(HeldOutEvalCallback(held_out, tokenizer, settings, config.eval_every_steps))
     trainer = R1SFTTrainer(
-        model=model_path, args=config, train_dataset=dataset, processing_class=tokenizer, callbacks=callbacks
+        model=model_path,
+        args=trainer_args(config, publisher),
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        callbacks=callbacks,
     )
     output_dir = Path(config.output_dir)
     checkpoint, train_seconds = train_and_save(trainer, output_dir, tokenizer)
@@ -167,6 +176,7 @@ def run_sft_stage(config: SFTStageConfig) -> dict[str, Any]:
         write_json_atomic(output_dir / RESULTS_FILE, results)
         plot_sft_curves(history, output_dir / CURVES_FILE, f"{stage}: SFT", before, after)
         save_recipe(config, output_dir)
+        publish_stage(publisher, config, output_dir, results)
     return results
 
 
