@@ -172,13 +172,31 @@ def stage_metrics(
     conflicts = {
         key: (manifest_metrics[key], value)
         for key, value in result_metrics.items()
-        if key in manifest_metrics and manifest_metrics[key] != value
+        if key in manifest_metrics and not same_metric(manifest_metrics[key], value)
     }
     if conflicts:
         raise ValueError(
             f"stage {stage!r}: results.json metrics contradict manifest.json (manifest, results): {conflicts}"
         )
     return {**result_metrics, **manifest_metrics}, dict(results.get("before") or {})
+
+
+def same_metric(a: Any, b: Any) -> bool:
+    """Equal as recorded values, where NaN equals NaN: a metric that was NaN when the stage ended is NaN in
+    both files (JSON round-trips it), and `nan != nan` must not read as a contradiction.
+
+    >>> same_metric({"acc": float("nan"), "n": [1, 2]}, {"acc": float("nan"), "n": [1, 2]})
+    True
+    >>> same_metric(float("nan"), 0.5)
+    False
+    """
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return a.keys() == b.keys() and all(same_metric(a[key], b[key]) for key in a)
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(same_metric(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
 
 
 def numeric_metrics(metrics: Mapping[str, Any]) -> dict[str, float | int]:

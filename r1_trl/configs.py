@@ -152,7 +152,7 @@ class R1StageArguments:
 
 
 PUSH_TO_HUB_HELP = (
-    "Push the stage to the Hub repo hub_model_id (GRPO, SFT and rl-all stages): the final checkpoint (with card, "
+    "Push the stage to the Hub repo hub_model_id (GRPO, SFT, rl-all and distill stages): the final checkpoint (with card, "
     "results and lineage) to the branch named after the stage (hub_layout), and with hub_push_checkpoints every "
     "saved checkpoint-N to branch '<stage>-step-<N>' in the background. r1-trl does these pushes itself; TRL's "
     "own Trainer push (output_dir to main on every save; hub_strategy, hub_revision) is turned off for the "

@@ -22,10 +22,11 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from r1_trl.configs import R1GRPOConfig, RecipeError
+from r1_trl.data.builders import PromptSpec, build_prompt_datasets
 from r1_trl.hub import CheckpointPusher, RetryPolicy, push_stage_output
-from r1_trl.models import random_tiny_model
+from r1_trl.models import TinyBaseSpec, random_tiny_model
 from r1_trl.pipeline import load_plan, run_pipeline
-from r1_trl.stages import sft
+from r1_trl.stages import distill, sft
 from r1_trl.stages.common import publish_stage, resolve_model, stage_publisher, trainer_args
 
 REPO = "tester/tiny-r1"
@@ -181,6 +182,65 @@ def test_sft_stage_pushes_step_branches_in_the_background_and_the_final_checkpoi
     # TRL's own push (output_dir to main on every save and on save_model) stayed off
     assert hub.requests_matching("POST", r"/commit/main$") == []
     assert set(hub.files(REPO, "main")) == {".gitattributes"}
+
+
+def test_distill_stage_pushes_the_student_to_its_branch_and_nothing_to_main(
+    hub: FakeHub, tmp_path: Path, tiny_model: Path
+) -> None:
+    student = random_tiny_model(
+        tmp_path / "student",
+        TinyBaseSpec(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64),
+    )
+    output_dir = tmp_path / "distill"
+    config = distill.DistillConfig(
+        output_dir=str(output_dir), model_name_or_path=str(student), teacher_model=str(tiny_model),
+        task_kwargs={"levels": [2]}, train_size=8, teacher_num_samples=1, teacher_max_new_tokens=8, rl_twin=False,
+        per_device_train_batch_size=4, max_steps=2, learning_rate=1e-3, save_strategy="steps", save_steps=1,
+        use_cpu=True, report_to="none", gradient_checkpointing=False, logging_steps=1, disable_tqdm=True, seed=3,
+        torch_num_threads=1, push_to_hub=True, hub_model_id=REPO, hub_push_attempts=2, hub_push_backoff=0.01,
+        **TINY_EVAL,
+    )
+    train, _ = build_prompt_datasets(PromptSpec.from_config(config))
+    answers = {row["problem"]: row for row in train}
+
+    def solving_teacher(prompts: list[Any]) -> list[list[str]]:
+        rows = [next(row for problem, row in answers.items() if problem in prompt) for prompt in prompts]
+        steps = ["\n".join(row["steps"]) for row in rows]
+        return [[f" <think>\n{s}\n</think>\n<answer>\n{row['solution']}\n</answer>"] for s, row in zip(
+            steps, rows, strict=True)]
+
+    results = distill.run(config, sampler=solving_teacher)
+
+    step_refs = [f"{REPO}@distill-step-{n}" for n in (1, 2)]
+    assert results["hub"] == {"model": f"{REPO}@distill", "checkpoints": step_refs, "failed_checkpoints": []}
+    assert json.loads((output_dir / "results.json").read_text())["hub"] == results["hub"]
+    assert results["rl_only_twin"] is None and results["train"]["steps"] == 2
+    assert hub.branches(REPO) == {"main", "distill", "distill-step-1", "distill-step-2"}
+    for step in (1, 2):
+        files = hub.files(REPO, f"distill-step-{step}")
+        local = output_dir / f"checkpoint-{step}"
+        assert files["model.safetensors"] == (local / "model.safetensors").read_bytes(), step
+        assert json.loads(files["trainer_state.json"])["global_step"] == step and "optimizer.pt" not in files
+
+    final = hub.files(REPO, "distill")
+    for name in ("model.safetensors", "config.json", "tokenizer.json"):
+        assert final[name] == (output_dir / "checkpoint" / name).read_bytes(), name
+    for name in ("results.json", "recipe.yaml", "curves.png"):
+        assert final[name] == (output_dir / name).read_bytes(), name
+    assert yaml.safe_load(final["recipe.yaml"])["push_to_hub"] is True and config.push_to_hub is True
+    card = ModelCard(final["README.md"].decode())
+    assert validate_card_metadata(str(card), "model") == [] and {"r1-trl", "sft", "distill"} <= set(card.data.tags)
+    finite = {k: v for k, v in results["metrics"].items() if isinstance(v, float | int) and math.isfinite(v)}
+    assert {r.metric_type: r.metric_value for r in card.data.eval_results} == finite
+    lineage = json.loads(final["manifest.json"])["stages"]["distill"]
+    assert lineage["status"] == "done" and lineage["checkpoint"] == "distill/checkpoint"
+    assert lineage["inputs"]["model"] == str(student)
+
+    # TRL's own push stayed off, and the stage pushes no data itself (the teacher set goes with `r1-trl push`)
+    assert hub.requests_matching("POST", r"/commit/main$") == []
+    assert set(hub.files(REPO, "main")) == {".gitattributes"}
+    assert not [r for r in hub.requests if "datasets" in r.path]
+    assert (output_dir / "datasets" / "teacher" / "stats.json").is_file()
 
 
 def test_a_final_push_that_fails_is_recorded_and_pushed_later(

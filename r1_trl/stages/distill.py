@@ -14,6 +14,11 @@ the same held-out set:
 3. the RL-only twin: R1-Zero GRPO on the same student base with the same budget as the student
    (``twin_budget``: optimizer steps, or seconds with or without the teacher's sampling, measured on
    the wall clock or as this process's CPU time: ``twin_budget_clock``).
+
+With ``push_to_hub`` the stage pushes the distilled student like the SFT stages: checkpoints the student's
+SFT trainer saves go to ``distill-step-{N}`` branches in the background, the final student (card, results,
+lineage) to the ``distill`` branch; TRL's own push to ``main`` stays off. The teacher set is pushed with the
+run (``r1-trl push`` / the pipeline's ``push``), like every generated dataset.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from datasets import Dataset, load_from_disk
@@ -46,12 +51,18 @@ from r1_trl.stages.common import (
     CURVES_FILE,
     RESULTS_FILE,
     eval_settings,
+    publish_stage,
     resolve_model,
     save_recipe,
+    stage_publisher,
+    trainer_args,
     write_json_atomic,
 )
 from r1_trl.trainers import R1GRPOTrainer, R1SFTTrainer
 from reward_funcs._text import completion_to_text
+
+if TYPE_CHECKING:
+    from r1_trl.hub import StagePublisher
 
 logger = logging.getLogger(__name__)
 
@@ -457,15 +468,19 @@ def _train(trainer: Any, budget: TimeBudget | None = None) -> TrainingRun:
 
 
 def train_student_sft(
-    config: DistillConfig, student_path: str, dataset: Dataset, checkpoint: Path, revision: str | None = None
+    config: DistillConfig, student_path: str, dataset: Dataset, checkpoint: Path, revision: str | None = None,
+    publisher: StagePublisher | None = None,
 ) -> TrainingRun:
-    """SFT of the student on the teacher set (completion-only loss); saves model + tokenizer to ``checkpoint``."""
+    """SFT of the student on the teacher set (completion-only loss); saves model + tokenizer to ``checkpoint``.
+
+    With a `publisher`, saved checkpoints are pushed to step branches and TRL's own push is off."""
     if revision:
         config.model_init_kwargs = {**(config.model_init_kwargs or {}), "revision": revision}
     tokenizer = AutoTokenizer.from_pretrained(student_path, revision=revision)
     trainer = R1SFTTrainer(
-        model=student_path, args=config, train_dataset=dataset.select_columns(["prompt", "completion"]),
-        processing_class=tokenizer,
+        model=student_path, args=trainer_args(config, publisher),
+        train_dataset=dataset.select_columns(["prompt", "completion"]), processing_class=tokenizer,
+        callbacks=publisher.callbacks() if publisher else [],
     )
     run = _train(trainer)
     trainer.save_model(str(checkpoint))
@@ -551,18 +566,20 @@ def run(config: DistillConfig, sampler: Sampler | None = None) -> dict[str, Any]
     ``sampler(teacher_prompts) -> samples per prompt`` replaces the teacher's sampling (tests).
     """
     config.apply_runtime_settings()
+    publisher = stage_publisher(config, STAGE)
     with stopwatch() as total:
-        results = _run(config, sampler)
+        results = _run(config, sampler, publisher)
     results["seconds"] = total.wall
     results["cpu_seconds"] = total.cpu
     output_dir = Path(config.output_dir)
     write_json_atomic(output_dir / RESULTS_FILE, results)
     plot_comparison(results, output_dir / CURVES_FILE)
     save_recipe(config, output_dir)
+    publish_stage(publisher, config, output_dir, results)
     return results
 
 
-def _run(config: DistillConfig, sampler: Sampler | None) -> dict[str, Any]:
+def _run(config: DistillConfig, sampler: Sampler | None, publisher: StagePublisher | None) -> dict[str, Any]:
     output_dir = Path(config.output_dir)
     teacher_path, _ = resolve_model(str(config.teacher_model), config.teacher_model_revision)
     if sampler is None and _looks_local(teacher_path) and not Path(teacher_path).exists():
@@ -603,7 +620,7 @@ def _run(config: DistillConfig, sampler: Sampler | None) -> dict[str, Any]:
         )
 
     checkpoint = output_dir / CHECKPOINT_DIR
-    sft = train_student_sft(config, student_path, dataset, checkpoint, revision)
+    sft = train_student_sft(config, student_path, dataset, checkpoint, revision, publisher)
     timings["student_sft"] = sft.elapsed
     student = TrainingRun(sft.steps, sft.elapsed, list(sft.log_history))
     after_sft = on_policy = None
