@@ -80,13 +80,32 @@ def score_completions(
         "num_prompts": float(len(completions)),
         "num_samples": float(k),
     }
+    languages = list(rows["language"]) if "language" in rows.column_names else []
+    consistency: list[float | None] = []
     if settings.language_metric:
-        language = reward_funcs.get("language_consistency")
+        language_reward = reward_funcs.get("language_consistency")
         kwargs: dict[str, Any] = {"prompts": [p for p in rows["prompt"] for _ in range(k)]}
-        if "language" in rows.column_names:
-            kwargs["language"] = [lang for lang in rows["language"] for _ in range(k)]
-        scores = [s for s in language(flat, **kwargs) if s is not None]
-        metrics["language_consistency"] = _mean(scores)
+        if languages:
+            kwargs["language"] = [lang for lang in languages for _ in range(k)]
+        consistency = list(language_reward(flat, **kwargs))
+        metrics["language_consistency"] = _mean([s for s in consistency if s is not None])
+    if len(set(languages)) > 1:
+        metrics.update(_per_language(languages, pass1, consistency, k))
+    return metrics
+
+
+def _per_language(
+    languages: list[str], pass1: list[float], consistency: list[float | None], k: int
+) -> dict[str, float]:
+    """``accuracy/<lang>`` and ``language_consistency/<lang>`` by prompt language (a bilingual held-out set
+    can hide one language collapsing behind the average)."""
+    metrics: dict[str, float] = {}
+    for language in sorted(set(languages)):
+        prompts = [i for i, lang in enumerate(languages) if lang == language]
+        metrics[f"accuracy/{language}"] = _mean([pass1[i] for i in prompts])
+        if consistency:
+            scores = [consistency[i * k + j] for i in prompts for j in range(k)]
+            metrics[f"language_consistency/{language}"] = _mean([s for s in scores if s is not None])
     return metrics
 
 

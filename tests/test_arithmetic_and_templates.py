@@ -69,3 +69,26 @@ def test_build_prompt_datasets_templates_both_splits():
 def test_unknown_dataset_names_the_field():
     with pytest.raises(ValueError, match="dataset_name"):
         build_prompt_datasets(PromptSpec(dataset_name="no-such-dataset"))
+
+
+def test_language_weights_set_the_share_of_each_language():
+    rows = arithmetic_dataset(500, seed=1, languages=("en", "zh"), language_weights=(0.99, 0.01))
+    assert rows["language"].count("zh") == 5
+    zh_rows = [i for i, lang in enumerate(rows["language"]) if lang == "zh"]
+    assert min(b - a for a, b in zip(zh_rows, zh_rows[1:], strict=False)) >= 90  # spread out, not bunched
+    equal = arithmetic_dataset(6, seed=1, languages=("en", "zh"))
+    assert list(equal["language"]) == ["en", "zh"] * 3
+    for weights in [(1.0,), (-1.0, 2.0), (0.0, 0.0)]:
+        with pytest.raises(ValueError, match="language_weights"):
+            arithmetic_dataset(4, seed=1, languages=("en", "zh"), language_weights=weights)
+
+
+def test_task_kwargs_reach_the_arithmetic_builder_and_typos_are_named():
+    spec = PromptSpec(dataset_name="arithmetic", task_kwargs={"levels": [2], "languages": ["en", "zh"],
+                                                              "language_weights": [0.5, 0.5]},
+                      train_size=8, eval_size=4, template="chat")
+    train, _ = build_prompt_datasets(spec)
+    assert list(train["language"]) == ["en", "zh"] * 4
+    typo = PromptSpec(dataset_name="arithmetic", task_kwargs={"language": ["zh"]}, train_size=8, eval_size=4)
+    with pytest.raises(ValueError, match="task_kwargs.*language"):
+        build_prompt_datasets(typo)

@@ -36,3 +36,23 @@ def test_score_completions_on_known_answers():
     assert metrics["format_rate"] == pytest.approx(0.5)
     assert metrics["maj@2"] == pytest.approx(1.0)  # row 1: tie broken by first answer ("5", correct)
     assert metrics["mean_length"] > 0 and not math.isnan(metrics["mean_length"])
+
+
+def test_bilingual_held_out_sets_report_each_language():
+    tokenizer = build_tiny_tokenizer(["What is 2 + 3? 首先 所以答案是 <think> </think> <answer> </answer>"] * 10)
+    rows = Dataset.from_dict({"prompt": ["What is 2 + 3?", "2 * 3 等于多少？"], "solution": ["5", "6"],
+                              "language": ["en", "zh"]})
+    completions = [
+        ["<think>First, 2 + 3 = 5. So the answer is 5.</think><answer>5</answer>"] * 2,
+        ["<think>首先，2 * 3 = 6。所以答案是 6。</think><answer>6</answer>",
+         "<think>First, 2 * 3 = 7. So the answer is 7.</think><answer>7</answer>"],
+    ]
+    metrics = score_completions(completions, rows, EvalSettings(num_samples=2, language_metric=True), tokenizer)
+    assert metrics["accuracy/en"] == 1.0 and metrics["accuracy/zh"] == 0.5
+    assert metrics["language_consistency/en"] == 1.0
+    assert metrics["language_consistency/zh"] == pytest.approx(0.5)  # one Chinese, one English reasoning
+    assert metrics["language_consistency"] == pytest.approx(0.75)
+    without = score_completions(completions, rows, EvalSettings(num_samples=2), tokenizer)
+    assert "accuracy/zh" in without and "language_consistency/zh" not in without
+    english_only = score_completions(completions[:1], rows.select([0]), EvalSettings(num_samples=2), tokenizer)
+    assert not any("/" in key for key in english_only)

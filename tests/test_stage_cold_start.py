@@ -301,7 +301,8 @@ def test_save_dataset_atomic_keeps_the_old_dataset_when_writing_fails(
 def test_tiny_recipe_parses() -> None:
     config = load_recipe(REPO / "recipes" / "tiny" / "cold_start_data.yaml", config_class=ColdStartDataConfig)
     assert config.methods == ["few_shot", "direct", "refine"] and config.prompt_template == "chat"
-    assert config.task_kwargs == TASK_KWARGS and config.problem_budget == {"few_shot": 64, "direct": 64}
+    assert config.task_kwargs == {**TASK_KWARGS, "language_weights": [0.99, 0.01]}  # English-heavy cold start
+    assert config.problem_budget == {"few_shot": 64, "direct": 64}
     assert cold_start_data.CONFIG_CLASS is ColdStartDataConfig and cold_start_data.STAGE == "cold-start-data"
 
 

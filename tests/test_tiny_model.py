@@ -1,5 +1,6 @@
 from itertools import islice
 
+import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -73,3 +74,29 @@ def test_tagged_completion_format():
 
     problem = Problem("2 + 3 * 4", 14, ("3 * 4 = 12", "2 + 12 = 14"), 2)
     assert tagged_completion(problem) == " <think>\n3 * 4 = 12\n2 + 12 = 14\n</think>\n<answer>\n14\n</answer>"
+
+
+def test_corpus_is_bilingual_and_english_dominant_in_its_prose():
+    docs = list(islice(corpus_documents(5, (2,), 0.15, 0.5, english_prose_share=0.3), 4000))
+    chinese_questions = [d for d in docs if "等于多少" in d]
+    english_questions = [d for d in docs if "What is" in d]
+    assert 0.45 < len(chinese_questions) / (len(chinese_questions) + len(english_questions)) < 0.55
+    prose = [d.split("\n")[1:] for d in chinese_questions if "\n" in d and not d.startswith("A conversation")]
+    sentences = [s for doc in prose for s in doc]
+    english = sum(s.startswith(("First", "Then", "Check", "So the answer")) for s in sentences)
+    assert 0.25 < english / len(sentences) < 0.35
+    assert any(any(s.startswith("First") for s in doc) and any(s.startswith(("然后", "所以")) for s in doc)
+               for doc in prose), "some Chinese solutions switch language mid-way"
+    monolingual = list(islice(corpus_documents(5, (2,), 0.15, 0.5, english_prose_share=0.0), 2000))
+    assert not any("等于多少" in d and "First," in d for d in monolingual)
+    with pytest.raises(ValueError, match="corpus languages"):
+        next(corpus_documents(5, (2,), 0.15, 0.5, languages=("fr",)))
+
+
+def test_tokenizer_learns_the_chinese_phrases_of_the_corpus():
+    from r1_trl.data.reasoning import readable_completion
+
+    tokenizer = _tokenizer()
+    text = readable_completion(["3 * 4 = 12", "2 + 12 = 14"], "14", "zh")
+    assert len(tokenizer(text)["input_ids"]) < 0.6 * len(text.encode())
+    assert "所以答案是" in {tokenizer.decode([i]) for i in tokenizer(text)["input_ids"]}

@@ -64,8 +64,12 @@ def load_problems(spec: PromptSpec, split: str, size: int | None) -> Dataset:
         levels = kwargs.pop("levels", 2)
         levels = tuple(levels) if isinstance(levels, list) else levels
         languages = tuple(kwargs.pop("languages", ("en",)))
+        weights = kwargs.pop("language_weights", None)
+        if kwargs:
+            raise ValueError(f"task_kwargs: unknown arithmetic option(s) {sorted(kwargs)}; known: levels, languages, "
+                             "language_weights")
         return arithmetic_dataset(size or DEFAULT_SYNTHETIC_TRAIN_SIZE, seed=spec.seed, levels=levels, split=split,
-                                  languages=languages)
+                                  languages=languages, language_weights=tuple(weights) if weights else None)
     if name == "countdown":
         return countdown_dataset(size or DEFAULT_SYNTHETIC_TRAIN_SIZE, seed=spec.seed, split=split, **kwargs)
     if name in LOADERS:

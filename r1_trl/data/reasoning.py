@@ -20,7 +20,7 @@ PHRASES = {
 }
 
 
-def _check_step(steps: Sequence[str]) -> str | None:
+def check_step(steps: Sequence[str]) -> str | None:
     """Verification line: the last step read backwards (``a + b = c`` -> ``c - b = a``)."""
     left, _, result = steps[-1].partition(" = ")
     parts = left.split(" ")
@@ -46,7 +46,7 @@ def readable_reasoning(steps: Sequence[str], answer: str, language: str = "en") 
     if phrases is None:
         raise ValueError(f"no reasoning phrases for language {language!r}; known: {sorted(PHRASES)}")
     lines = [phrases["first" if i == 0 else "then"].format(step=step) for i, step in enumerate(steps)]
-    check = _check_step(steps) if steps else None
+    check = check_step(steps) if steps else None
     if check:
         lines.append(phrases["check"].format(check=check))
     lines.append(phrases["summary"].format(answer=answer))

@@ -60,16 +60,24 @@ class TinyBaseSpec:
     levels: tuple[int, ...] = (1, 2)
     template_share: float = 0.15
     tagged_share: float = 0.5
+    languages: tuple[str, ...] = ("en", "zh")
+    english_prose_share: float = 0.3
     pretrain_steps: int = 1000
     batch_size: int = 32
     sequence_length: int = 128
     peak_lr: float = 3e-3
     seed: int = 0
-    version: int = 1
+    version: int = 2
 
     def cache_key(self) -> str:
         payload = json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
         return "tiny-qwen2-" + hashlib.sha256(payload).hexdigest()[:12]
+
+
+def spec_documents(spec: TinyBaseSpec, seed: int) -> Iterator[str]:
+    return corpus_documents(
+        seed, spec.levels, spec.template_share, spec.tagged_share, spec.languages, spec.english_prose_share
+    )
 
 
 def build_tiny_tokenizer(texts: list[str], vocab_size: int = 512) -> PreTrainedTokenizerFast:
@@ -117,7 +125,7 @@ def random_tiny_model(
     """Save an untrained tiny model + tokenizer to ``output_dir`` (for fast plumbing tests); returns the path."""
     spec = spec or TinyBaseSpec()
     torch.manual_seed(seed)
-    texts = list(islice(corpus_documents(seed, spec.levels, spec.template_share, spec.tagged_share), 2000))
+    texts = list(islice(spec_documents(spec, seed), 2000))
     tokenizer = build_tiny_tokenizer(texts, spec.vocab_size)
     model = Qwen2ForCausalLM(tiny_config(spec, tokenizer))
     output_dir = Path(output_dir)
@@ -131,7 +139,7 @@ def pretrain(
 ) -> dict[str, float]:
     """Build tokenizer + model and pretrain on the synthetic corpus; save both to ``output_dir``."""
     torch.manual_seed(spec.seed)
-    documents = corpus_documents(spec.seed, spec.levels, spec.template_share, spec.tagged_share)
+    documents = spec_documents(spec, spec.seed)
     tokenizer = build_tiny_tokenizer(list(islice(documents, 4000)), spec.vocab_size)
     model = Qwen2ForCausalLM(tiny_config(spec, tokenizer))
     optimizer = torch.optim.AdamW(model.parameters(), lr=spec.peak_lr, weight_decay=0.01, betas=(0.9, 0.95))
@@ -191,6 +199,8 @@ def bundled_spec(path: Path = BUNDLED_BASE) -> TinyBaseSpec | None:
         return None
     fields = json.loads(info.read_text())["spec"]
     fields["levels"] = tuple(fields["levels"])
+    if "languages" in fields:
+        fields["languages"] = tuple(fields["languages"])
     return TinyBaseSpec(**fields)
 
 

@@ -135,28 +135,59 @@ def iter_problems(seed: int, levels: tuple[int, ...], split: str) -> Iterator[Pr
         yield problem
 
 
+def language_sequence(
+    languages: tuple[str, ...], weights: tuple[float, ...] | None = None
+) -> Iterator[str]:
+    """Endless languages in the given shares, spread evenly: each row goes to the language furthest below
+    its share so far (equal shares alternate).
+
+    >>> from itertools import islice
+    >>> list(islice(language_sequence(("en", "zh"), (0.75, 0.25)), 8))
+    ['en', 'en', 'zh', 'en', 'en', 'en', 'zh', 'en']
+    """
+    if not languages:
+        raise ValueError("languages: give at least one language")
+    weights = tuple(weights) if weights is not None else (1.0,) * len(languages)
+    if len(weights) != len(languages) or any(w < 0 for w in weights) or sum(weights) <= 0:
+        raise ValueError(f"language_weights: need one non-negative weight per language {languages}, got {weights}")
+    shares = [w / sum(weights) for w in weights]
+    counts = [0] * len(languages)
+    row = 0
+    while True:
+        row += 1
+        deficits = [share * row - count for share, count in zip(shares, counts, strict=True)]
+        chosen = deficits.index(max(deficits))
+        counts[chosen] += 1
+        yield languages[chosen]
+
+
 def arithmetic_dataset(
     n: int,
     seed: int = 0,
     levels: int | tuple[int, ...] = 2,
     split: str = "train",
     languages: tuple[str, ...] = ("en",),
+    language_weights: tuple[float, ...] | None = None,
 ) -> Dataset:
     """``n`` distinct problems as a ``Dataset`` with ``prompt``, ``solution``, ``steps``, ``level``, ``language``.
 
     With several ``languages`` the prompts alternate between them (English "What is 2 + 3?", Chinese
-    "2 + 3 等于多少？"): the bilingual world where reasoning can mix languages.
+    "2 + 3 等于多少？"): the bilingual world where reasoning can mix languages. ``language_weights`` sets
+    each language's share instead of equal shares (e.g. ``(0.99, 0.01)``), spread evenly over the rows.
 
     >>> ds = arithmetic_dataset(3, seed=0, levels=2, split="test")
     >>> ds.column_names
     ['prompt', 'problem', 'solution', 'steps', 'level', 'task', 'language']
     >>> list(arithmetic_dataset(2, seed=0, split="test", languages=("en", "zh"))["language"])
     ['en', 'zh']
+    >>> arithmetic_dataset(200, seed=0, languages=("en", "zh"), language_weights=(0.98, 0.02))["language"].count("zh")
+    4
     """
     levels = (levels,) if isinstance(levels, int) else tuple(levels)
+    assign = language_sequence(tuple(languages), language_weights)
     rows = []
     for problem in iter_problems(seed, levels, split):
-        rows.append(problem.to_row(languages[len(rows) % len(languages)]))
+        rows.append(problem.to_row(next(assign)))
         if len(rows) == n:
             break
     if len(rows) < n:

@@ -1,0 +1,27 @@
+"""Every docstring example in the package runs and prints what it shows."""
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = [
+    "r1_trl.data.tasks.arithmetic",
+    "r1_trl.data.tasks.countdown",
+    "r1_trl.data.reasoning",
+    "r1_trl.data.templates",
+    "r1_trl.data.decontaminate",
+    "r1_trl.data.general",
+    "r1_trl.models.corpus",
+    "r1_trl.evaluation",
+    "r1_trl.stages.cold_start_data",
+    "r1_trl.stages.rejection_sampling",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name: str) -> None:
+    module = importlib.import_module(name)
+    failures, attempted = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert attempted > 0, f"{name} has no examples"
+    assert failures == 0
