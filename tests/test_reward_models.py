@@ -51,7 +51,10 @@ def test_reward_model_learns_held_out_preferences(kind: str, request: pytest.Fix
     results = request.getfixturevalue(kind)
     metrics = results["metrics"]
     assert metrics["pairwise_accuracy"] > 0.8, metrics
-    assert metrics["pairwise_accuracy"] > results["before"]["pairwise_accuracy"] + 0.2
+    # Training at least halves the held-out error of the untrained value head (which already ranks 50-81% of
+    # the pairs right on the base model's features, depending on the base).
+    error_before = 1 - results["before"]["pairwise_accuracy"]
+    assert 1 - metrics["pairwise_accuracy"] <= error_before / 2, (results["before"], metrics)
     # Our scorer (used by the RL rewards) and TRL's evaluation agree: same rendering as in training.
     assert metrics["trl_eval_accuracy"] == pytest.approx(metrics["pairwise_accuracy"], abs=1 / 64)
     checkpoint = Path(results["checkpoint"])
