@@ -73,6 +73,7 @@ def score_completions(
         majk.append(float(majority_correct(answers, group_correct)))
     metrics = {
         "accuracy": _mean(pass1),
+        "accuracy_stderr": _standard_error(pass1),
         f"pass@{k}": _mean(passk),
         f"maj@{k}": _mean(majk),
         "format_rate": _mean([float(f) for f in formatted]),
@@ -111,6 +112,19 @@ def _per_language(
 
 def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else 0.0
+
+
+def _standard_error(values: Sequence[float]) -> float:
+    """Standard error of the mean over prompts: the noise of a held-out accuracy, for comparing stages.
+
+    >>> round(_standard_error([0.0, 1.0, 0.0, 1.0]), 3)
+    0.289
+    """
+    if len(values) < 2:
+        return 0.0
+    mean = _mean(values)
+    variance = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+    return (variance / len(values)) ** 0.5
 
 
 def evaluate_model(

@@ -222,13 +222,14 @@ def _push_stage(stage: str, plan: PipelinePlan) -> None:
 
 
 def summary_table(manifest: dict[str, Any]) -> str:
-    """Per stage: held-out accuracy, format rate, language consistency (overall and per prompt language),
-    mean length."""
+    """Per stage: held-out accuracy with its standard error over prompts (±), format rate, language
+    consistency (overall and per prompt language), mean length."""
     columns = [("accuracy", "accuracy"), ("format", "format_rate"), ("language", "language_consistency"),
                ("length", "mean_length")]
     per_language = sorted({key for entry in manifest["stages"].values() for key in (entry.get("metrics") or {})
                            if key.startswith("language_consistency/")})
     columns[3:3] = [(f"lang/{key.split('/', 1)[1]}", key) for key in per_language]
+    columns[1:1] = [("±", "accuracy_stderr")]
     lines = [f"{'stage':<20}" + "".join(f"{title:>11}" for title, _ in columns) + f"{'seconds':>10}"]
     for name, entry in manifest["stages"].items():
         metrics = entry.get("metrics") or {}

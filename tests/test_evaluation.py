@@ -32,6 +32,7 @@ def test_score_completions_on_known_answers():
     ]
     metrics = score_completions(completions, rows, EvalSettings(num_samples=2), tokenizer)
     assert metrics["accuracy"] == pytest.approx((0.5 + 1.0) / 2)
+    assert metrics["accuracy_stderr"] == pytest.approx(0.25)  # sample std 0.354 of (0.5, 1.0) over sqrt(2) prompts
     assert metrics["pass@2"] == pytest.approx(1.0)
     assert metrics["format_rate"] == pytest.approx(0.5)
     assert metrics["maj@2"] == pytest.approx(1.0)  # row 1: tie broken by first answer ("5", correct)
