@@ -71,6 +71,16 @@ DATASET_CARD_TEMPLATE = "dataset_card.md"
 DEFAULT_LICENSE = "apache-2.0"
 NOT_RECORDED = "not recorded"
 PAPER_TAGS = ("arxiv:2501.12948",)  # DeepSeek-R1
+# What a generated set is, by the start of its name (the training stages' held-out samples: `eval_details`,
+# the distilled student's RL-only twin: `eval_details_rl_twin`).
+SET_DESCRIPTIONS: dict[str, str] = {
+    "eval_details": (
+        "Held-out evaluation details: one row per held-out prompt with the prompt, problem, gold `solution` "
+        "(and `language`), the `k` sampled `completions` and, per sample, whether it is `correct` and "
+        "`formatted`, its extracted `answers`, `completion_tokens` and (when measured) `language_consistency`. "
+        "The mean of `accuracy` over rows is the held-out accuracy in the statistics below."
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -114,6 +124,7 @@ class GeneratedSet:
     split_rows: Mapping[str, int]
     features: Mapping[str, str]  # column -> type description
     stats: Mapping[str, Any] = field(default_factory=dict)
+    source: Ref | None = None  # the checkpoint that generated this set, when it is not the stage's input model
 
 
 @dataclass(frozen=True)
@@ -337,6 +348,8 @@ def build_dataset_card(context: DatasetCardContext) -> DatasetCard:
                 "name": s.name,
                 "repo_id": s.repo_id,
                 "revision": s.revision,
+                "description": set_description(s.name),
+                "source": _ref_view(s.source) if s.source is not None else None,
                 "splits": [{"name": split, "rows": rows} for split, rows in s.split_rows.items()],
                 "features": [
                     {"name": _cell(column), "type": _cell(kind)} for column, kind in s.features.items()
@@ -349,6 +362,20 @@ def build_dataset_card(context: DatasetCardContext) -> DatasetCard:
         recipe=_recipe_text(stage_dir, entry.get("config") or {}),
         license=_license_text(context.license),
     )
+
+
+def set_description(name: str) -> str | None:
+    """What a generated set holds, for the sets the stages name by convention (`SET_DESCRIPTIONS`).
+
+    >>> set_description("eval_details_rl_twin").startswith("Held-out evaluation details")
+    True
+    >>> set_description("cold_start") is None
+    True
+    """
+    for prefix, text in SET_DESCRIPTIONS.items():
+        if name == prefix or name.startswith(f"{prefix}_"):
+            return text
+    return None
 
 
 def stats_sections(stats: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from datasets import Dataset
+from datasets import Dataset, Features, List, Value
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 
 import reward_funcs
@@ -43,6 +43,11 @@ def majority_correct(answers: Sequence[str | None], correct: Sequence[bool]) -> 
     return any(ok for a, ok in zip(answers, correct, strict=True) if a == winner)
 
 
+# Keys `evaluate_model(..., return_completions=True)` adds to the metrics.
+COMPLETIONS_KEY = "completions"
+SAMPLE_SCORES_KEY = "sample_scores"
+
+
 @dataclass(frozen=True)
 class EvalSettings:
     num_samples: int = 4
@@ -53,21 +58,58 @@ class EvalSettings:
     language_metric: bool = False
 
 
-def score_completions(
+@dataclass(frozen=True)
+class SampleScores:
+    """What the rewards said about every sample: flat lists, prompt ``i``'s ``k`` samples at ``i*k .. i*k+k-1``."""
+
+    correct: list[bool]
+    formatted: list[bool]
+    lengths: list[int]  # completion tokens
+    answers: list[str | None]  # the extracted final answer
+    language_consistency: list[float | None]  # empty unless ``settings.language_metric``
+
+
+def score_samples(
     completions: list[list[str]], rows: Dataset, settings: EvalSettings, tokenizer: PreTrainedTokenizerBase
-) -> dict[str, float]:
+) -> SampleScores:
+    """Score each of the ``k`` completions of every held-out row (the inputs of `score_completions`)."""
     accuracy = reward_funcs.get("accuracy")
     format_reward = reward_funcs.get("format")
     k = settings.num_samples
     flat = [c for group in completions for c in group]
     solutions = [s for s in rows["solution"] for _ in range(k)]
-    correct = [score == 1.0 for score in accuracy(flat, solution=solutions)]
-    formatted = [score == 1.0 for score in format_reward(flat)]
-    lengths = [len(ids) for ids in tokenizer(flat, add_special_tokens=False)["input_ids"]]
+    consistency: list[float | None] = []
+    if settings.language_metric:
+        language_reward = reward_funcs.get("language_consistency")
+        kwargs: dict[str, Any] = {"prompts": [p for p in rows["prompt"] for _ in range(k)]}
+        if "language" in rows.column_names:
+            kwargs["language"] = [lang for lang in rows["language"] for _ in range(k)]
+        consistency = list(language_reward(flat, **kwargs))
+    return SampleScores(
+        correct=[score == 1.0 for score in accuracy(flat, solution=solutions)],
+        formatted=[score == 1.0 for score in format_reward(flat)],
+        lengths=[len(ids) for ids in tokenizer(flat, add_special_tokens=False)["input_ids"]],
+        answers=[completion_answer(c) for c in flat],
+        language_consistency=consistency,
+    )
+
+
+def score_completions(
+    completions: list[list[str]],
+    rows: Dataset,
+    settings: EvalSettings,
+    tokenizer: PreTrainedTokenizerBase,
+    scores: SampleScores | None = None,
+) -> dict[str, float]:
+    """The held-out metrics of ``k`` completions per row; ``scores``: their `score_samples`, if already known."""
+    if scores is None:
+        scores = score_samples(completions, rows, settings, tokenizer)
+    k = settings.num_samples
+    correct, formatted, lengths = scores.correct, scores.formatted, scores.lengths
     pass1, passk, majk = [], [], []
     for i in range(len(completions)):
         group_correct = correct[i * k : (i + 1) * k]
-        answers = [completion_answer(c) for c in completions[i]]
+        answers = scores.answers[i * k : (i + 1) * k]
         pass1.append(sum(group_correct) / k)
         passk.append(pass_at_k(k, sum(group_correct), k))
         majk.append(float(majority_correct(answers, group_correct)))
@@ -82,13 +124,8 @@ def score_completions(
         "num_samples": float(k),
     }
     languages = list(rows["language"]) if "language" in rows.column_names else []
-    consistency: list[float | None] = []
+    consistency = scores.language_consistency
     if settings.language_metric:
-        language_reward = reward_funcs.get("language_consistency")
-        kwargs: dict[str, Any] = {"prompts": [p for p in rows["prompt"] for _ in range(k)]}
-        if languages:
-            kwargs["language"] = [lang for lang in languages for _ in range(k)]
-        consistency = list(language_reward(flat, **kwargs))
         metrics["language_consistency"] = _mean([s for s in consistency if s is not None])
     if len(set(languages)) > 1:
         metrics.update(_per_language(languages, pass1, consistency, k))
@@ -137,7 +174,9 @@ def evaluate_model(
 ) -> dict[str, Any]:
     """Sample ``settings.num_samples`` answers per held-out prompt and score them.
 
-    ``dataset`` needs ``prompt`` (already templated) and ``solution`` columns.
+    ``dataset`` needs ``prompt`` (already templated) and ``solution`` columns. With ``return_completions``
+    the metrics also carry ``completions`` (the samples, per prompt) and ``sample_scores`` (their
+    `SampleScores`); `split_eval_details` turns those into one details row per prompt.
     """
     sampling = SamplingSettings(
         num_samples=settings.num_samples,
@@ -147,10 +186,62 @@ def evaluate_model(
         seed=settings.seed,
     )
     completions = generate(model, tokenizer, dataset["prompt"], sampling, show_progress=show_progress)
-    metrics: dict[str, Any] = score_completions(completions, dataset, settings, tokenizer)
+    scores = score_samples(completions, dataset, settings, tokenizer)
+    metrics: dict[str, Any] = score_completions(completions, dataset, settings, tokenizer, scores)
     if return_completions:
-        metrics["completions"] = completions
+        metrics[COMPLETIONS_KEY] = completions
+        metrics[SAMPLE_SCORES_KEY] = scores
     return metrics
+
+
+def split_eval_details(
+    evaluation: dict[str, Any], rows: Dataset, settings: EvalSettings
+) -> tuple[dict[str, Any], Dataset]:
+    """(metrics, details) of an ``evaluate_model(..., return_completions=True)`` result on ``rows``: the
+    metrics alone, as ``evaluate_model`` returns them without completions, and `eval_details`."""
+    metrics = {k: v for k, v in evaluation.items() if k not in (COMPLETIONS_KEY, SAMPLE_SCORES_KEY)}
+    return metrics, eval_details(evaluation[COMPLETIONS_KEY], rows, evaluation[SAMPLE_SCORES_KEY], settings)
+
+
+def eval_details(
+    completions: list[list[str]], rows: Dataset, scores: SampleScores, settings: EvalSettings
+) -> Dataset:
+    """One row per held-out prompt: its ``prompt``, ``problem``, gold ``solution`` and ``language`` (those
+    present in ``rows``), the ``k`` sampled ``completions`` and, per sample, ``correct``, ``formatted``,
+    the extracted ``answers``, ``completion_tokens`` and ``language_consistency`` (when measured), plus the
+    prompt's ``accuracy`` (share of correct samples; their mean over rows is the ``accuracy`` metric).
+
+    >>> rows = Dataset.from_dict({"prompt": ["1+1?"], "solution": ["2"]})
+    >>> scores = SampleScores([True, False], [True, False], [5, 2], ["2", "3"], [])
+    >>> row = eval_details([["<answer>2</answer>", "3"]], rows, scores, EvalSettings(num_samples=2))[0]
+    >>> row["correct"], row["answers"], row["accuracy"]
+    ([True, False], ['2', '3'], 0.5)
+    """
+    k = settings.num_samples
+    if len(completions) != len(rows) or any(len(group) != k for group in completions):
+        raise ValueError(f"eval_details: expected {len(rows)} groups of {k} completions, one per held-out row")
+    if len(scores.correct) != len(rows) * k:
+        raise ValueError(f"eval_details: {len(scores.correct)} sample scores for {len(rows)} x {k} samples")
+    kept = [name for name in ("prompt", "problem", "solution", "language") if name in rows.column_names]
+    features = Features({name: rows.features[name] for name in kept})
+    per_sample: dict[str, tuple[list[Any], Any]] = {
+        "correct": (scores.correct, Value("bool")),
+        "formatted": (scores.formatted, Value("bool")),
+        "answers": (scores.answers, Value("string")),
+        "completion_tokens": (scores.lengths, Value("int64")),
+    }
+    if settings.language_metric:
+        per_sample["language_consistency"] = (scores.language_consistency, Value("float64"))
+    features["completions"] = List(Value("string"))
+    for name, (_, feature) in per_sample.items():
+        features[name] = List(feature)
+    features["accuracy"] = Value("float64")
+    columns: dict[str, list[Any]] = {name: list(rows[name]) for name in kept}
+    columns["completions"] = [list(group) for group in completions]
+    for name, (values, _) in per_sample.items():
+        columns[name] = [list(values[i * k : (i + 1) * k]) for i in range(len(rows))]
+    columns["accuracy"] = [sum(flags) / k for flags in columns["correct"]]
+    return Dataset.from_dict(columns, features=features)
 
 
 class HeldOutEvalCallback(TrainerCallback):

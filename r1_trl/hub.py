@@ -66,6 +66,7 @@ T = TypeVar("T")
 
 MANIFEST_NAME = "manifest.json"
 STATS_NAME = "stats.json"
+SOURCE_CHECKPOINT_KEY = "source_checkpoint"  # in a generated set's stats.json: the checkpoint that generated it
 PREVIEW_DIR = "hub"
 STAGE_EXTRA_FILES = ("results.json", "recipe.yaml", "curves.png")
 # Trainer state that is large and only needed to resume on the same machine; not pushed for step branches.
@@ -620,7 +621,10 @@ def push_datasets(
             run_dir=run_dir,
             pushed_ref=str(ref),
             source_model=targets.resolve_model((entry.get("inputs") or {}).get("model"), run_dir, manifest),
-            sets=tuple(_generated_set(name, data, ref, stats[name]) for name, data in loaded.items()),
+            sets=tuple(
+                _generated_set(name, data, ref, stats[name], _set_source(stats[name], targets, run_dir, manifest))
+                for name, data in loaded.items()
+            ),
             hub_metadata=hub_metadata,
             license=license,
         )
@@ -666,7 +670,9 @@ def _read_stats(dataset_path: Path) -> dict[str, Any]:
     return stats
 
 
-def _generated_set(name: str, data: Any, ref: HubRef, stats: dict[str, Any]) -> GeneratedSet:
+def _generated_set(
+    name: str, data: Any, ref: HubRef, stats: dict[str, Any], source: Ref | None = None
+) -> GeneratedSet:
     features = next(iter(data.values())).features
     return GeneratedSet(
         name=name,
@@ -675,7 +681,17 @@ def _generated_set(name: str, data: Any, ref: HubRef, stats: dict[str, Any]) -> 
         split_rows={split: len(ds) for split, ds in data.items()},
         features={column: describe_feature(feature) for column, feature in features.items()},
         stats=stats,
+        source=source,
     )
+
+
+def _set_source(
+    stats: Mapping[str, Any], targets: HubTargets, run_dir: Path, manifest: Mapping[str, Any]
+) -> Ref | None:
+    """The checkpoint a set's ``stats.json`` names as its generator (``source_checkpoint``, e.g. the trained
+    model of a stage's evaluation details), as the Hub revision it is pushed to when it is a stage checkpoint."""
+    checkpoint = stats.get(SOURCE_CHECKPOINT_KEY)
+    return targets.resolve_model(checkpoint, run_dir, manifest) if checkpoint else None
 
 
 def _read_card_metadata(api: HfApi, ref: HubRef) -> dict[str, Any]:

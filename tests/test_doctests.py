@@ -14,6 +14,7 @@ MODULES = [
     "r1_trl.data.general",
     "r1_trl.models.corpus",
     "r1_trl.evaluation",
+    "r1_trl.cards",
     "r1_trl.stages.cold_start_data",
     "r1_trl.stages.rejection_sampling",
 ]

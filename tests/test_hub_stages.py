@@ -439,11 +439,18 @@ def test_pipeline_stage_starts_from_a_pushed_revision_and_pushes_once(
     # pipeline's commit only brings what changed (its manifest and the card made from it)
     stage_commit, pipeline_commit = [
         i for i, r in enumerate(hub.requests)
-        if r.method == "POST" and r.path.endswith("/commit/reasoning-rl") and r.status == 200
+        if r.method == "POST" and r.path == f"/api/models/{REPO}/commit/reasoning-rl" and r.status == 200
     ]
     assert {"model.safetensors", "config.json"} <= _commit_paths(hub.requests[stage_commit].body)
     assert _commit_paths(hub.requests[pipeline_commit].body) <= {"README.md", "manifest.json", "results.json"}
-    assert not [r for r in hub.requests[stage_commit:] if r.method == "PUT" and r.path.startswith("/_lfs/")]
+    # the pipeline's push also brings the stage's generated set (its evaluation details) to the dataset repo:
+    # those parquet files are the only large objects uploaded after the stage's own push
+    data = hub.files(f"{REPO}-datasets", "reasoning-rl", "dataset")
+    assert "eval_details/train-00000-of-00001.parquet" in data
+    data_objects = {hashlib.sha256(content).hexdigest() for path, content in data.items() if path.endswith(".parquet")}
+    uploads = {r.path.removeprefix("/_lfs/") for r in hub.requests[stage_commit:]
+               if r.method == "PUT" and r.path.startswith("/_lfs/")}
+    assert uploads <= data_objects
     final = hub.files(REPO, "reasoning-rl")
     assert final["model.safetensors"] == (stage_dir / "checkpoint" / "model.safetensors").read_bytes()
     assert json.loads(final["manifest.json"]) == json.loads((run_dir / "manifest.json").read_text())

@@ -248,6 +248,20 @@ def test_stage_writes_the_contract_artifacts_and_the_twin_comparison(tmp_path, m
     assert len(rows) == prompts and {"prompt", "completion", "solution"} <= set(rows.column_names)
     assert not [p for p in teacher.parent.iterdir() if p.name.startswith(".")]  # no staging leftovers
 
+    # the held-out samples behind the student's and the twin's final metrics, one row per prompt
+    assert set(results["datasets"]) == {"teacher", "eval_details", "eval_details_rl_twin"}
+    for name, metrics, checkpoint in (
+        ("eval_details", results["metrics"], results["checkpoint"]),
+        ("eval_details_rl_twin", results["rl_only_twin"]["metrics"], results["rl_only_twin"]["checkpoint"]),
+    ):
+        details = load_from_disk(results["datasets"][name])
+        assert len(details) == results["train"]["held_out_prompts"] == 4, name
+        flags = [flag for row in details["correct"] for flag in row]
+        assert len(flags) == 8 and sum(flags) / len(flags) == pytest.approx(metrics["accuracy"]), name
+        details_stats = json.loads((Path(results["datasets"][name]) / "stats.json").read_text())
+        assert details_stats["source_checkpoint"] == str(Path(checkpoint).resolve()), name
+        assert details_stats["metrics"] == pytest.approx(metrics), name
+
     twin = results["rl_only_twin"]
     assert twin["budget"] == {"mode": "steps", "scale": 1.0, "steps": 3}  # 2 SFT steps + 1 on-policy step
     assert twin["train"]["steps"] == 3 and Path(twin["checkpoint"], "config.json").is_file()

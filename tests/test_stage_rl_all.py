@@ -193,6 +193,14 @@ def test_stage_trains_reward_models_then_runs_grpo(tmp_path: Path, tiny_model: P
     assert mixture["prompt_type"].count("general") == 16
     stats = json.loads((Path(results["datasets"]["rl_all_prompts"]) / "stats.json").read_text())
     assert stats["by_prompt_type"] == {"reasoning": 16, "general": 16}
+    # the reasoning samples behind the "after" metrics, one row per held-out reasoning prompt
+    details = load_from_disk(results["datasets"]["eval_details"])
+    assert len(details) == results["train"]["reasoning_held_out_prompts"]
+    assert sum(details["accuracy"]) / len(details) == pytest.approx(results["after"]["accuracy"])
+    assert "language_consistency" in details.column_names
+    details_stats = json.loads((Path(results["datasets"]["eval_details"]) / "stats.json").read_text())
+    assert details_stats["metrics"]["accuracy"] == results["after"]["accuracy"]
+    assert not [key for key in details_stats["metrics"] if key.startswith("general/")]
     # A rerun (e.g. after an interruption) reuses the finished reward models instead of training them again.
     assert (
         rl_all.train_missing_reward_model(config, "helpfulness") == results["reward_models"]["helpfulness_rm"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from datasets import Dataset
+from datasets import Dataset, load_from_disk
 from transformers import AutoTokenizer
 
 from r1_trl.configs import RecipeError
@@ -120,6 +120,9 @@ def test_stage_restarts_from_a_given_model_and_writes_the_contract_artifacts(
         assert key in results["before"] and key in results["after"]
     assert results["metrics"] == results["after"] and results["after"]["num_prompts"] == 4
     assert results["inputs"]["sft_dataset"] == str(sft_dataset.resolve())
+    details = load_from_disk(results["datasets"]["eval_details"])  # the "after" samples, one row per prompt
+    assert results["datasets"]["eval_details"] == str((output_dir / "datasets" / "eval_details").resolve())
+    assert len(details) == 4 and all(len(row) == 2 for row in details["completions"])
     written = json.loads((output_dir / "results.json").read_text())
     assert written["stage"] == "sft-2" and written["after"] == results["after"]
     assert (output_dir / "curves.png").stat().st_size > 0

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from r1_trl.configs import TINY_MODEL
-from r1_trl.evaluation import EvalSettings
+from r1_trl.evaluation import EvalSettings, evaluate_model, split_eval_details
 
 if TYPE_CHECKING:
     from r1_trl.hub import StagePublisher
@@ -30,6 +30,8 @@ RESULTS_FILE = "results.json"
 CURVES_FILE = "curves.png"
 RECIPE_FILE = "recipe.yaml"
 STATS_FILE = "stats.json"
+DATASETS_DIR = "datasets"
+EVAL_DETAILS_DATASET = "eval_details"
 
 
 # Files of a Hub model repo that `from_pretrained` never reads: other frameworks' weights, and trainer state
@@ -155,6 +157,43 @@ def save_dataset_atomic(dataset: Any, path: str | Path, stats: dict[str, Any]) -
     finally:
         shutil.rmtree(retired, ignore_errors=True)
     return path
+
+
+def evaluate_with_details(
+    model: Any,
+    tokenizer: Any,
+    held_out: Any,
+    settings: EvalSettings,
+    output_dir: str | Path,
+    checkpoint: str | Path,
+    name: str = EVAL_DETAILS_DATASET,
+) -> tuple[dict[str, Any], Path]:
+    """Evaluate ``model`` (the trained ``checkpoint``, or that model loaded) on ``held_out`` like
+    ``evaluate_model`` and save what was sampled as ``output_dir/datasets/<name>``: one row per prompt (see
+    `r1_trl.evaluation.eval_details`). Returns the metrics (exactly ``evaluate_model``'s) and the path."""
+    evaluation = evaluate_model(model, tokenizer, held_out, settings, show_progress=True, return_completions=True)
+    metrics, details = split_eval_details(evaluation, held_out, settings)
+    return metrics, save_eval_details(details, Path(output_dir) / DATASETS_DIR / name, metrics, settings, checkpoint)
+
+
+def save_eval_details(
+    details: Any, path: str | Path, metrics: dict[str, Any], settings: EvalSettings, checkpoint: str | Path
+) -> Path:
+    """Save evaluation details with their ``stats.json``: prompt and sample counts, the metrics they
+    produced, the sampling settings and the evaluated checkpoint (``source_checkpoint``, which the Hub
+    dataset card names as the set's generator)."""
+    stats = {
+        "num_prompts": len(details),
+        "samples_per_prompt": settings.num_samples,
+        "source_checkpoint": str(Path(checkpoint).resolve()) if Path(checkpoint).exists() else str(checkpoint),
+        "metrics": {
+            key: value
+            for key, value in metrics.items()
+            if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        },
+        "eval_settings": dataclasses.asdict(settings),
+    }
+    return save_dataset_atomic(details, path, stats)
 
 
 def remove_stale_staging(path: Path) -> list[Path]:

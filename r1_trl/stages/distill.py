@@ -15,10 +15,13 @@ the same held-out set:
    (``twin_budget``: optimizer steps, or seconds with or without the teacher's sampling, measured on
    the wall clock or as this process's CPU time: ``twin_budget_clock``).
 
+The held-out samples behind the student's and the twin's final metrics are saved as ``datasets/eval_details``
+and ``datasets/eval_details_rl_twin`` (one row per held-out prompt).
+
 With ``push_to_hub`` the stage pushes the distilled student like the SFT stages: checkpoints the student's
 SFT trainer saves go to ``distill-step-{N}`` branches in the background, the final student (card, results,
-lineage) to the ``distill`` branch; TRL's own push to ``main`` stays off. The teacher set is pushed with the
-run (``r1-trl push`` / the pipeline's ``push``), like every generated dataset.
+lineage) to the ``distill`` branch; TRL's own push to ``main`` stays off. The teacher set and the evaluation
+details are pushed with the run (``r1-trl push`` / the pipeline's ``push``), like every generated dataset.
 """
 
 from __future__ import annotations
@@ -49,8 +52,11 @@ from r1_trl.stages.cold_start_data import STATS_FILE, save_dataset_atomic
 from r1_trl.stages.common import (
     CHECKPOINT_DIR,
     CURVES_FILE,
+    DATASETS_DIR,
+    EVAL_DETAILS_DATASET,
     RESULTS_FILE,
     eval_settings,
+    evaluate_with_details,
     publish_stage,
     resolve_model,
     save_recipe,
@@ -68,6 +74,7 @@ logger = logging.getLogger(__name__)
 
 STAGE = "distill"
 TEACHER_DATASET = "teacher"
+TWIN_EVAL_DETAILS_DATASET = f"{EVAL_DETAILS_DATASET}_rl_twin"
 TWIN_DIR = "rl_twin"
 ON_POLICY_DIR = "on_policy"
 TWIN_BUDGETS = ("steps", "seconds", "seconds_with_teacher")
@@ -590,9 +597,19 @@ def _run(config: DistillConfig, sampler: Sampler | None, publisher: StagePublish
     student_tokenizer = AutoTokenizer.from_pretrained(student_path, revision=revision)
     timings: dict[str, Elapsed] = {}
 
-    def evaluate(path: str, rows: Dataset = held_out, tokenizer: Any = student_tokenizer) -> dict[str, Any]:
+    generated = {TEACHER_DATASET: output_dir / DATASETS_DIR / TEACHER_DATASET}
+
+    def evaluate(
+        path: str, rows: Dataset = held_out, tokenizer: Any = student_tokenizer, details: str | None = None
+    ) -> dict[str, Any]:
+        """Held-out metrics of ``path``; with ``details``, its samples are saved as ``datasets/<details>``."""
         with stopwatch() as elapsed:
-            metrics = evaluate_model(path, tokenizer, rows, settings, show_progress=True)
+            if details is None:
+                metrics = evaluate_model(path, tokenizer, rows, settings, show_progress=True)
+            else:
+                metrics, generated[details] = evaluate_with_details(
+                    path, tokenizer, rows, settings, output_dir, path, name=details
+                )
         timings["evaluation"] = timings.get("evaluation", Elapsed()) + elapsed
         return metrics
 
@@ -610,7 +627,7 @@ def _run(config: DistillConfig, sampler: Sampler | None, publisher: StagePublish
     else:
         dataset, data_stats, timings["teacher_generation"] = build_teacher_dataset(
             config, teacher_path, train, sampler)
-    dataset_path = output_dir / "datasets" / TEACHER_DATASET
+    dataset_path = generated[TEACHER_DATASET]
     if not (config.teacher_dataset and Path(config.teacher_dataset).resolve() == dataset_path.resolve()):
         save_dataset_atomic(dataset, dataset_path, data_stats)
     if len(dataset) == 0:
@@ -630,7 +647,7 @@ def _run(config: DistillConfig, sampler: Sampler | None, publisher: StagePublish
         timings["on_policy"] = on_policy.elapsed
         student = TrainingRun(sft.steps + on_policy.steps, sft.elapsed + on_policy.elapsed,
                               sft.log_history + on_policy.log_history)
-    after = evaluate(str(checkpoint))
+    after = evaluate(str(checkpoint), details=EVAL_DETAILS_DATASET)
 
     twin: dict[str, Any] | None = None
     if config.rl_twin:
@@ -638,7 +655,7 @@ def _run(config: DistillConfig, sampler: Sampler | None, publisher: StagePublish
         twin_run, twin_checkpoint = train_rl_twin(config, student_path, train, budget, revision)
         timings["rl_twin"] = twin_run.elapsed
         twin = {
-            "metrics": evaluate(twin_checkpoint),
+            "metrics": evaluate(twin_checkpoint, details=TWIN_EVAL_DETAILS_DATASET),
             "checkpoint": twin_checkpoint,
             "budget": budget,
             "train": twin_run.summary(),
@@ -654,7 +671,7 @@ def _run(config: DistillConfig, sampler: Sampler | None, publisher: StagePublish
         "student_tiny_spec": tiny_spec,
         "teacher_model": teacher_path,
         "checkpoint": str(checkpoint),
-        "datasets": {TEACHER_DATASET: str(dataset_path.resolve())},
+        "datasets": {name: str(path.resolve()) for name, path in generated.items()},
         "before": before,
         "after_sft": after_sft,
         "after": after,

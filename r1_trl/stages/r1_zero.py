@@ -15,8 +15,10 @@ from r1_trl.evaluation import HeldOutEvalCallback, evaluate_model
 from r1_trl.plotting import plot_training_curves
 from r1_trl.stages.common import (
     CURVES_FILE,
+    EVAL_DETAILS_DATASET,
     RESULTS_FILE,
     eval_settings,
+    evaluate_with_details,
     publish_stage,
     resolve_model,
     save_recipe,
@@ -37,7 +39,8 @@ def run_grpo_stage(config: R1GRPOConfig, stage: str = STAGE, language_metric: bo
     """Evaluate the start model, train with GRPO, save the checkpoint, evaluate again, write artifacts.
 
     Artifacts in ``config.output_dir``: ``checkpoint/`` (the trained model), ``results.json`` (held-out
-    metrics before/after and the training log), ``curves.png`` and ``recipe.yaml``. With ``push_to_hub`` the
+    metrics before/after and the training log), ``datasets/eval_details`` (the held-out samples of the
+    trained model behind the "after" metrics, one row per prompt), ``curves.png`` and ``recipe.yaml``. With ``push_to_hub`` the
     stage pushes itself (``r1_trl.hub.StagePublisher``): saved checkpoints to ``{stage}-step-{N}`` branches
     during training, then the final checkpoint to the stage's branch before returning.
     """
@@ -67,7 +70,7 @@ def run_grpo_stage(config: R1GRPOConfig, stage: str = STAGE, language_metric: bo
     checkpoint, train_seconds = train_and_save(trainer, output_dir, tokenizer)
     results: dict[str, Any] = {"stage": stage}
     if trainer.accelerator.is_main_process:
-        after = evaluate_model(str(checkpoint), tokenizer, held_out, settings, show_progress=True)
+        after, details = evaluate_with_details(str(checkpoint), tokenizer, held_out, settings, output_dir, checkpoint)
         history = trainer.state.log_history
         lengths = [row["completions/mean_length"] for row in history if "completions/mean_length" in row]
         results.update(
@@ -78,6 +81,7 @@ def run_grpo_stage(config: R1GRPOConfig, stage: str = STAGE, language_metric: bo
                 "before": before,
                 "after": after,
                 "metrics": after,
+                "datasets": {EVAL_DETAILS_DATASET: str(details.resolve())},
                 "train": {
                     "steps": trainer.state.global_step,
                     "seconds": train_seconds,

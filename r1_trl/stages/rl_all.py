@@ -20,6 +20,8 @@ output). Here:
 * Held-out metrics before/after: the reasoning metrics on the reasoning held-out set, plus the mean
   score of each general reward on completions for held-out general prompts (``general/<reward>``,
   also split by prompt category: ``general/<reward>/benign``, ``.../harmful``).
+  The trained model's reasoning samples behind the "after" metrics are saved as ``datasets/eval_details``
+  (one row per held-out reasoning prompt).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from r1_trl.data.preferences import (
     REASONING_PROMPT,
     general_prompt_dataset,
 )
-from r1_trl.evaluation import EvalSettings, HeldOutEvalCallback, evaluate_model
+from r1_trl.evaluation import EvalSettings, HeldOutEvalCallback, evaluate_model, split_eval_details
 from r1_trl.generation import SamplingSettings, generate
 from r1_trl.plotting import plot_training_curves
 from r1_trl.recipes import load_recipe, recipe_path
@@ -52,10 +54,13 @@ from r1_trl.reward_models import RewardModelConfig, save_dataset_atomic
 from r1_trl.reward_models import run as run_reward_model
 from r1_trl.stages.common import (
     CURVES_FILE,
+    DATASETS_DIR,
+    EVAL_DETAILS_DATASET,
     RESULTS_FILE,
     eval_settings,
     publish_stage,
     resolve_model,
+    save_eval_details,
     save_recipe,
     stage_publisher,
     train_and_save,
@@ -336,11 +341,15 @@ def evaluate_all(
     general_held_out: Dataset,
     general_rewards: dict[str, Any],
     settings: EvalSettings,
+    return_completions: bool = False,
 ) -> tuple[dict[str, Any], list[dict[str, str]]]:
     """Held-out metrics of one model (reasoning metrics + ``general/*`` reward means) and sample completions
-    for general prompts."""
+    for general prompts. ``return_completions``: the metrics also carry the reasoning samples and their scores,
+    as ``evaluate_model`` returns them (`split_eval_details` takes them out)."""
     model = AutoModelForCausalLM.from_pretrained(model_path)
-    metrics = evaluate_model(model, tokenizer, reasoning_held_out, settings, show_progress=True)
+    metrics = evaluate_model(
+        model, tokenizer, reasoning_held_out, settings, show_progress=True, return_completions=return_completions
+    )
     if not general_rewards:
         return metrics, []
     general, samples = evaluate_general(model, tokenizer, general_held_out, general_rewards, settings)
@@ -414,8 +423,17 @@ def run(config: RLAllConfig) -> dict[str, Any]:
     checkpoint, train_seconds = train_and_save(trainer, output_dir, tokenizer)
     results: dict[str, Any] = {"stage": STAGE}
     if trainer.accelerator.is_main_process:
-        after, samples_after = evaluate_all(
-            str(checkpoint), tokenizer, reasoning_held_out, general_held_out, general_rewards, settings
+        evaluated, samples_after = evaluate_all(
+            str(checkpoint), tokenizer, reasoning_held_out, general_held_out, general_rewards, settings,
+            return_completions=True,
+        )
+        after, details = split_eval_details(evaluated, reasoning_held_out, settings)
+        details_path = save_eval_details(
+            details,
+            output_dir / DATASETS_DIR / EVAL_DETAILS_DATASET,
+            {key: value for key, value in after.items() if not key.startswith("general/")},
+            settings,
+            checkpoint,
         )
         history = trainer.state.log_history
         results.update(
@@ -428,7 +446,10 @@ def run(config: RLAllConfig) -> dict[str, Any]:
                 "after": after,
                 "metrics": after,
                 "general_samples": {"before": samples_before, "after": samples_after},
-                "datasets": {"rl_all_prompts": str(mixture_path.resolve())},
+                "datasets": {
+                    "rl_all_prompts": str(mixture_path.resolve()),
+                    EVAL_DETAILS_DATASET: str(details_path.resolve()),
+                },
                 "train": {
                     "steps": trainer.state.global_step,
                     "seconds": train_seconds,

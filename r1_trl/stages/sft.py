@@ -8,7 +8,8 @@ data TRL masks the prompt tokens (``completion_only_loss``, on by default for su
 
 Artifacts in ``output_dir``: ``checkpoint/`` (model + tokenizer), ``results.json`` (held-out metrics
 before/after, on prompts rendered with ``prompt_template``: ``chat`` for models trained on chat data),
-``curves.png`` and ``recipe.yaml``. With ``push_to_hub`` the stage pushes itself like the GRPO stages
+``datasets/eval_details`` (the trained model's held-out samples behind the "after" metrics, one row per
+prompt), ``curves.png`` and ``recipe.yaml``. With ``push_to_hub`` the stage pushes itself like the GRPO stages
 (``{stage}-step-{N}`` branches during training, the final checkpoint to the ``{stage}`` branch).
 """
 
@@ -29,8 +30,10 @@ from r1_trl.data.decontaminate import decontaminate
 from r1_trl.evaluation import HeldOutEvalCallback, evaluate_model
 from r1_trl.stages.common import (
     CURVES_FILE,
+    EVAL_DETAILS_DATASET,
     RESULTS_FILE,
     eval_settings,
+    evaluate_with_details,
     publish_stage,
     resolve_model,
     save_recipe,
@@ -144,7 +147,7 @@ def run_sft_stage(config: SFTStageConfig) -> dict[str, Any]:
     checkpoint, train_seconds = train_and_save(trainer, output_dir, tokenizer)
     results: dict[str, Any] = {"stage": stage}
     if trainer.accelerator.is_main_process:
-        after = evaluate_model(str(checkpoint), tokenizer, held_out, settings, show_progress=True)
+        after, details = evaluate_with_details(str(checkpoint), tokenizer, held_out, settings, output_dir, checkpoint)
         history = trainer.state.log_history
         losses = [row["loss"] for row in history if "loss" in row]
         results.update(
@@ -155,7 +158,7 @@ def run_sft_stage(config: SFTStageConfig) -> dict[str, Any]:
                 "before": before,
                 "after": after,
                 "metrics": after,
-                "datasets": {},
+                "datasets": {EVAL_DETAILS_DATASET: str(details.resolve())},
                 "inputs": {"sft_dataset": str(Path(config.sft_dataset).resolve())},
                 "train": {
                     "steps": trainer.state.global_step,
