@@ -244,6 +244,12 @@ def eval_details(
     return Dataset.from_dict(columns, features=features)
 
 
+def is_zero3_partitioned(model: Any) -> bool:
+    """Whether the model's parameters are partitioned across ranks by DeepSpeed ZeRO-3."""
+    parameter = next(iter(model.parameters()), None)
+    return parameter is not None and hasattr(parameter, "ds_id")
+
+
 class HeldOutEvalCallback(TrainerCallback):
     """Evaluates on the held-out set every ``every_steps`` and logs the metrics as ``eval/<name>``."""
 
@@ -259,9 +265,13 @@ class HeldOutEvalCallback(TrainerCallback):
     def on_step_end(self, args, state, control, model=None, **kwargs):  # type: ignore[override]
         if self.every_steps <= 0 or state.global_step % self.every_steps != 0 or model is None:
             return control
-        if not state.is_world_process_zero:
+        # Under ZeRO-3 every forward gathers the partitioned weights from all ranks, so every rank generates
+        # (the same samples: same prompts and seed); elsewhere the main process evaluates alone.
+        if not state.is_world_process_zero and not is_zero3_partitioned(model):
             return control
         metrics = evaluate_model(model, self.tokenizer, self.dataset, self.settings)
+        if not state.is_world_process_zero:
+            return control
         record = {"step": float(state.global_step), **{f"eval/{k}": float(v) for k, v in metrics.items()}}
         self.history.append(record)
         state.log_history.append(record)

@@ -178,6 +178,23 @@ def test_grpo_zero3_two_processes_saves_gathered_full_weights(tmp_path: Path, ra
     check_zero3_consolidation(output_dir / f"checkpoint-{STEPS}", saved)
 
 
+def test_held_out_evaluation_during_zero3_training_runs_on_every_rank(tmp_path: Path, random_model: Path) -> None:
+    # Every forward under ZeRO-3 gathers weights from all ranks: a main-process-only evaluation deadlocked
+    # here (measured: still hanging after 120 s, against ~25 s for the whole run now).
+    output_dir = tmp_path / "zero3-eval"
+    launch(
+        "zero3.yaml",
+        ["-m", "r1_trl.cli", "grpo", "--config", str(TINY_R1_ZERO), "--model_name_or_path", str(random_model),
+         *GRPO_OVERRIDES, "--eval_every_steps", "1", "--output_dir", str(output_dir)],
+        tmp_path,
+        "grpo-zero3-eval",
+    )
+    results = json.loads((output_dir / "results.json").read_text())
+    evaluations = [row for row in results["log_history"] if "eval/accuracy" in row]
+    assert [row["step"] for row in evaluations] == [1.0, 2.0]
+    assert all(0.0 <= row["eval/format_rate"] <= 1.0 for row in evaluations)
+
+
 def test_grpo_ddp_two_processes_keeps_replicas_identical(tmp_path: Path, random_model: Path) -> None:
     output_dir = tmp_path / "ddp"
     launch(
