@@ -123,12 +123,31 @@ def _generate_transformers(
     return [outputs[i * k : (i + 1) * k] for i in range(len(prompts))]
 
 
+_VLLM_ENGINES: dict[str, Any] = {}
+
+
+def vllm_engine(model: str) -> Any:
+    """One vLLM engine per process, reused across calls for the same model (building one loads the weights
+    and reserves most of the GPU memory); asking for another model releases the previous engine first."""
+    from vllm import LLM
+
+    if model not in _VLLM_ENGINES:
+        for stale in list(_VLLM_ENGINES):
+            del _VLLM_ENGINES[stale]
+        import gc
+
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        _VLLM_ENGINES[model] = LLM(model=model)
+    return _VLLM_ENGINES[model]
+
+
 def _generate_vllm(
     model: str, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[Prompt], settings: SamplingSettings
-) -> list[list[str]]:  # pragma: no cover - needs a GPU
-    from vllm import LLM, SamplingParams
+) -> list[list[str]]:
+    from vllm import SamplingParams
 
-    llm = LLM(model=model, seed=settings.seed)
     params = SamplingParams(
         n=settings.num_samples,
         max_tokens=settings.max_new_tokens,
@@ -136,5 +155,5 @@ def _generate_vllm(
         top_p=settings.top_p,
         seed=settings.seed,
     )
-    results: list[Any] = llm.generate([render_prompt(tokenizer, p) for p in prompts], params)
+    results: list[Any] = vllm_engine(model).generate([render_prompt(tokenizer, p) for p in prompts], params)
     return [[choice.text for choice in result.outputs] for result in results]
