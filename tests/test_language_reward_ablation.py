@@ -52,7 +52,7 @@ def test_language_reward_keeps_chinese_reasoning_that_rl_alone_abandons(tmp_path
     run_dir = tmp_path / "ablation"
     completed = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "language_reward.py"), "--start", str(start), "--run-dir",
-         str(run_dir), "--seeds", "42", "--set", "--max_steps", "60", "--eval_size", "100"],
+         str(run_dir), "--seeds", "42", "--set", "--max_steps", "60", "--eval_size", "100", "--learning_rate", "1e-4"],
         cwd=tmp_path, capture_output=True, text=True, timeout=900,
         env={**__import__("os").environ, "PYTHONPATH": str(REPO)},
     )
@@ -66,8 +66,10 @@ def test_language_reward_keeps_chinese_reasoning_that_rl_alone_abandons(tmp_path
     # The cold-start model mostly answers Chinese prompts in Chinese, but is weaker there than in English.
     assert before["language_consistency/zh"] >= 0.5
     assert before["accuracy/zh"] < before["accuracy/en"]
-    # Without the reward, RL drifts towards English reasoning on Chinese prompts (measured 0.99 -> 0.89 here;
-    # other seeds and starts: down to 0.003); with it, the reasoning stays Chinese (0.998).
+    # Without the reward, RL drifts towards English reasoning on Chinese prompts; with it, the reasoning stays
+    # Chinese. At lr 1e-4 (twice the recipe's, to make the drift quick) this held for RL seeds 1, 3, 7 and 42:
+    # drops of 0.06-0.40 without the reward, none with it. At the recipe's 5e-5 the drift within 60 steps
+    # was smaller for some seeds (0.03-0.04).
     assert without["language_consistency/zh"] <= before["language_consistency/zh"] - 0.05
     assert with_reward["language_consistency/zh"] >= before["language_consistency/zh"]
     assert with_reward["language_consistency/zh"] >= without["language_consistency/zh"] + 0.05
