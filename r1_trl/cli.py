@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from r1_trl.distributed import finish_distributed
+
 STAGE_COMMANDS: dict[str, str] = {
     "r1-zero": "R1-Zero: GRPO from a base model with rule-based rewards.",
     "cold-start-data": "Stage 1 data: readable long-CoT examples (few-shot, direct prompting, refined R1-Zero outputs).",
@@ -225,23 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"r1-trl: unknown command {command!r}; commands: {', '.join(HANDLERS)}", file=sys.stderr)
         return 2
     status = HANDLERS[command](rest)
-    _finish_distributed()
+    finish_distributed()
     return status
-
-
-def _finish_distributed() -> None:
-    """Let every rank leave together, then tear the process group down explicitly.
-
-    Rank 0 evaluates after training while the other ranks are done; a rank whose interpreter exits
-    with a live gloo/NCCL group can abort ("terminate called without an active exception").
-    """
-    if "torch" not in sys.modules:  # nothing ran that could have started a process group
-        return
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
