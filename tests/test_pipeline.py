@@ -102,3 +102,18 @@ def test_killed_stage_resumes_from_its_last_checkpoint(tmp_path, random_model):
     logged_steps = [row["step"] for row in results["log_history"] if "loss" in row]
     assert logged_steps == sorted(set(logged_steps)), "resumed run repeated steps"
     assert min(logged_steps) <= 4 < max(logged_steps)
+
+
+def test_a_checkpoint_cut_off_while_saving_is_skipped_on_resume(tmp_path):
+    from r1_trl.stages.common import last_checkpoint
+
+    assert last_checkpoint(tmp_path / "missing") is None
+    for step in (2, 10):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    (tmp_path / "checkpoint-12").mkdir()  # killed mid-save: weights maybe, no trainer state yet
+    (tmp_path / "checkpoint-12" / "model.safetensors").write_bytes(b"partial")
+    (tmp_path / "checkpoint-final-notes").mkdir()
+    assert last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-10")  # numeric order, not lexical
+    (tmp_path / "checkpoint-12" / "trainer_state.json").write_text("{}")
+    assert last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-12")

@@ -205,10 +205,21 @@ def remove_stale_staging(path: Path) -> list[Path]:
 
 
 def last_checkpoint(output_dir: str | Path) -> str | None:
-    """The newest ``checkpoint-N`` in ``output_dir``, so an interrupted stage resumes from it."""
-    from transformers.trainer_utils import get_last_checkpoint
+    """The newest complete ``checkpoint-N`` in ``output_dir``, so an interrupted stage resumes from it.
 
-    return get_last_checkpoint(str(output_dir)) if Path(output_dir).is_dir() else None
+    A stage killed while saving leaves a ``checkpoint-N`` without ``trainer_state.json`` (the Trainer writes
+    it last); resuming from that fails, so it is skipped for the previous one.
+    """
+    directory = Path(output_dir)
+    if not directory.is_dir():
+        return None
+    steps = sorted(
+        (int(child.name.removeprefix("checkpoint-")), child)
+        for child in directory.iterdir()
+        if child.is_dir() and child.name.removeprefix("checkpoint-").isdigit()
+    )
+    complete = [child for _, child in steps if (child / "trainer_state.json").is_file()]
+    return str(complete[-1]) if complete else None
 
 
 def train_and_save(trainer: Any, output_dir: str | Path, tokenizer: Any) -> tuple[Path, float]:
