@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from r1_trl.plotting import plt, save_figure, series
 from r1_trl.recipes import load_recipe, recipe_path
 from r1_trl.stages import reasoning_rl
 
@@ -45,7 +46,7 @@ def run_arm(start: str, run_dir: Path, seed: int, arm: str, extra: list[str]) ->
     if arm == "without":
         config.reward_weights = weights_without_language(config)
     results = reasoning_rl.run(config)
-    curve = [(row["step"], row[CURVE_KEY]) for row in results["log_history"] if CURVE_KEY in row]
+    curve = list(zip(*series(results["log_history"], CURVE_KEY), strict=True))
     return {"seed": seed, "arm": arm, "weights": list(config.reward_weights), "before": results["before"],
             "after": results["after"], "curve": curve, "seconds": results["train"]["seconds"]}
 
@@ -66,11 +67,6 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     figure, axis = plt.subplots(figsize=(7, 4))
     for row in rows:
         if row["curve"]:
@@ -81,10 +77,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> Path:
     axis.set_ylabel("language consistency of the samples")
     axis.set_title("Reasoning RL with and without the language-consistency reward")
     axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path, dpi=110)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,6 +13,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+def save_figure(figure: Any, path: str | Path, dpi: int = 100) -> Path:
+    """Lay out, write (creating the folder) and close a figure; returns the path."""
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=dpi)
+    plt.close(figure)
+    return path
+
+
 def series(log_history: Sequence[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
     points = [(row["step"], row[key]) for row in log_history
               if "step" in row and isinstance(row.get(key), int | float) and math.isfinite(row[key])]
@@ -53,12 +63,7 @@ def plot_training_curves(
     length_axis.set_ylabel("mean completion length (tokens)")
     length_axis.set_title("completion length")
     length_axis.grid(alpha=0.3)
-    figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)
 
 
 def plot_pipeline_curves(run_dir: str | Path, manifest: dict[str, Any], path: str | Path) -> Path:
@@ -84,9 +89,4 @@ def plot_pipeline_curves(run_dir: str | Path, manifest: dict[str, Any], path: st
         axis.grid(alpha=0.3)
         axis.legend(fontsize=7)
     axes[0][0].set_ylabel("reward")
-    figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=90)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path, dpi=90)

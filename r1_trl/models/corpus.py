@@ -36,7 +36,8 @@ def prose_solution(problem: Problem, language: str, english_prose_share: float, 
     """Worked solution in prose, one sentence per step; each sentence after a non-English question is
     English with probability ``english_prose_share`` (code-switching, as in English-dominant web text).
 
-    >>> print(prose_solution(iter_problem("2 + 3 * 4"), "en", 0.0, random.Random(0)))
+    >>> from r1_trl.data.tasks.arithmetic import problem_from_expression
+    >>> print(prose_solution(problem_from_expression("2 + 3 * 4"), "en", 0.0, random.Random(0)))
     First, 3 * 4 = 12.
     Then, 2 + 12 = 14.
     Check: 14 - 12 = 2, so it holds.
@@ -54,15 +55,6 @@ def prose_solution(problem: Problem, language: str, english_prose_share: float, 
         lines.append(PHRASES[sentence_language()]["check"].format(check=check))
     lines.append(PHRASES[sentence_language()]["summary"].format(answer=problem.answer))
     return "\n".join(lines)
-
-
-def iter_problem(expression: str) -> Problem:
-    """The problem for a literal expression (for examples and tests)."""
-    from r1_trl.data.tasks.arithmetic import solve
-
-    tokens = expression.replace("(", "( ").replace(")", " )").split()
-    answer, steps = solve(tokens)
-    return Problem(expression=expression, answer=answer, steps=tuple(steps), level=0)
 
 
 def _web_document(problem: Problem, language: str, english_prose_share: float, rng: random.Random) -> str:

@@ -210,16 +210,12 @@ def last_checkpoint(output_dir: str | Path) -> str | None:
     A stage killed while saving leaves a ``checkpoint-N`` without ``trainer_state.json`` (the Trainer writes
     it last); resuming from that fails, so it is skipped for the previous one.
     """
-    directory = Path(output_dir)
-    if not directory.is_dir():
+    from transformers.trainer_utils import sort_checkpoints  # what the Trainer rotates checkpoints by
+
+    if not Path(output_dir).is_dir():
         return None
-    steps = sorted(
-        (int(child.name.removeprefix("checkpoint-")), child)
-        for child in directory.iterdir()
-        if child.is_dir() and child.name.removeprefix("checkpoint-").isdigit()
-    )
-    complete = [child for _, child in steps if (child / "trainer_state.json").is_file()]
-    return str(complete[-1]) if complete else None
+    complete = [path for path in sort_checkpoints(str(output_dir)) if Path(path, "trainer_state.json").is_file()]
+    return complete[-1] if complete else None
 
 
 def train_and_save(trainer: Any, output_dir: str | Path, tokenizer: Any) -> tuple[Path, float]:

@@ -721,10 +721,7 @@ def _comparison(after: dict[str, Any], twin: dict[str, Any] | None, student: Tra
 
 def plot_comparison(results: dict[str, Any], path: Path) -> Path:
     """Left: the student's SFT loss and the twin's mean reward per step. Right: held-out accuracy bars."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from r1_trl.plotting import plt, save_figure  # the plotting module selects the Agg backend
 
     figure, (curve_axis, bar_axis) = plt.subplots(1, 2, figsize=(11, 4))
     loss = [(row["step"], row["loss"]) for row in results["log_history"] if "loss" in row and "step" in row]
@@ -748,7 +745,4 @@ def plot_comparison(results: dict[str, Any], path: Path) -> Path:
     bar_axis.set_ylim(0, 1.05)
     bar_axis.set_ylabel("held-out accuracy (pass@1)")
     figure.suptitle("distill: SFT on teacher samples vs RL alone, same student base")
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)

@@ -187,12 +187,7 @@ def plot_sft_curves(
     log_history: list[dict[str, Any]], path: Path, title: str, before: dict[str, Any], after: dict[str, Any]
 ) -> Path:
     """Left: training loss and token accuracy per step. Right: held-out metrics before/after."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from r1_trl.plotting import series
+    from r1_trl.plotting import plt, save_figure, series  # the plotting module selects the Agg backend
 
     figure, (loss_axis, eval_axis) = plt.subplots(1, 2, figsize=(11, 4))
     for key, label in (("loss", "loss"), ("mean_token_accuracy", "token accuracy")):
@@ -211,11 +206,7 @@ def plot_sft_curves(
     eval_axis.set_ylim(0, 1)
     eval_axis.set_title("held-out")
     eval_axis.legend(fontsize=8)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)
 
 
 

@@ -96,6 +96,16 @@ def solve(tokens: list[str]) -> tuple[int, list[str]]:
     return values[0], steps
 
 
+def problem_from_expression(expression: str, level: int = 0) -> Problem:
+    """The problem for a literal expression, with its worked steps.
+
+    >>> problem_from_expression("(2 + 3) * 4").steps
+    ('2 + 3 = 5', '5 * 4 = 20')
+    """
+    answer, steps = solve(expression.replace("(", "( ").replace(")", " )").split())
+    return Problem(expression=expression, answer=answer, steps=tuple(steps), level=level)
+
+
 def random_problem(rng: random.Random, level: int) -> Problem:
     if level not in LEVELS:
         raise ValueError(f"arithmetic level must be one of {LEVELS}, got {level}")
