@@ -51,7 +51,7 @@ GRPO_OVERRIDES = [
     "--reward_kwargs", json.dumps({"repetition_penalty": {"ngram_size": 1, "unit": "tokens"}}),
 ]
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.multiprocess]
 
 
 # --- test side ------------------------------------------------------------------------------------------

@@ -287,6 +287,7 @@ def test_dynamic_sampling_needs_a_map_style_dataset(model_dir: Path, tmp_path: P
 
 
 @pytest.mark.slow
+@pytest.mark.multiprocess
 def test_two_processes_stay_in_lockstep(model_dir: Path, tmp_path: Path) -> None:
     """Two CPU processes, one whole group each: their shortfalls differ, their rounds must not."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}

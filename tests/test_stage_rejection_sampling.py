@@ -468,6 +468,7 @@ finish_distributed()
 
 
 @pytest.mark.slow
+@pytest.mark.multiprocess
 def test_two_processes_share_the_prompts_and_the_main_one_writes(tiny_model, tmp_path, monkeypatch):
     worker = tmp_path / "worker.py"
     worker.write_text(DISTRIBUTED_WORKER)
