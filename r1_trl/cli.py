@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from r1_trl.distributed import finish_distributed
+from r1_trl.distributed import exit_distributed, exit_without_finalizing, process_group_active
 
 STAGE_COMMANDS: dict[str, str] = {
     "r1-zero": "R1-Zero: GRPO from a base model with rule-based rewards.",
@@ -226,9 +227,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command not in HANDLERS:
         print(f"r1-trl: unknown command {command!r}; commands: {', '.join(HANDLERS)}", file=sys.stderr)
         return 2
-    status = HANDLERS[command](rest)
-    finish_distributed()
-    return status
+    try:
+        status = HANDLERS[command](rest)
+    except Exception:
+        if not process_group_active():
+            raise
+        # The other ranks may be waiting in a collective: no barrier. The launcher ends them when this
+        # rank exits non-zero.
+        traceback.print_exc()
+        exit_without_finalizing(1)
+    return exit_distributed(status)
 
 
 if __name__ == "__main__":

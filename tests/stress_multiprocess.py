@@ -57,10 +57,19 @@ def _unlimited_core_dumps() -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
 
 
-def native_stacks(run_dir: Path) -> str:
-    """Backtraces of every thread in each core file under ``run_dir`` (empty when there is none)."""
+def core_files(run_dir: Path, since: float) -> list[Path]:
+    """Core files a run left: ranks started by ``accelerate launch`` run in the test's temporary directory,
+    ranks started by ``torchrun`` in the repository (where the pytest process runs)."""
+    candidates = [*run_dir.rglob("core*"), *REPO.glob("core*")]
+    return sorted(p for p in candidates if p.is_file() and not p.suffix and p.stat().st_mtime >= since)
+
+
+def native_stacks(cores: list[Path], run_dir: Path) -> str:
+    """Backtraces of every thread in each core file (moved into ``run_dir``); empty when there is none."""
     reports = []
-    for core in sorted(p for p in run_dir.rglob("core*") if p.is_file() and not p.suffix):
+    for found in cores:
+        core = run_dir / f"core-{found.stat().st_mtime_ns}" if found.parent == REPO else found
+        shutil.move(found, core)
         trace = subprocess.run(
             ["gdb", "-batch", "-ex", "thread apply all bt 40", sys.executable, str(core)],
             capture_output=True, text=True, timeout=300, check=False,
@@ -77,7 +86,7 @@ def run_once(node: str, index: int, keep_dir: Path) -> tuple[bool, float, Path]:
     env = {**os.environ, "PYTHONFAULTHANDLER": "1"}
     command = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-s",
                "--basetemp", str(run_dir / "tmp"), node]  # fmt: skip
-    started = time.perf_counter()
+    started, wall_start = time.perf_counter(), time.time()
     try:
         done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
                               timeout=RUN_TIMEOUT_SECONDS, preexec_fn=_unlimited_core_dumps)  # fmt: skip
@@ -89,7 +98,7 @@ def run_once(node: str, index: int, keep_dir: Path) -> tuple[bool, float, Path]:
     if passed:
         shutil.rmtree(run_dir, ignore_errors=True)
     else:
-        log.write_text(f"{' '.join(command)}\n{output}\n{native_stacks(run_dir)}")
+        log.write_text(f"{' '.join(command)}\n{output}\n{native_stacks(core_files(run_dir, wall_start), run_dir)}")
     return passed, seconds, log
 
 

@@ -335,7 +335,7 @@ def _rank_consistency(output_dir: str) -> int:
 
     import reward_funcs
     from r1_trl.data.builders import PromptSpec, build_prompt_datasets
-    from r1_trl.distributed import finish_distributed
+    from r1_trl.distributed import exit_distributed
 
     accelerator = Accelerator(cpu=True)
     spec = PromptSpec(dataset_name="arithmetic", task_kwargs={"levels": [2]}, train_size=64, eval_size=8, seed=0)
@@ -372,7 +372,7 @@ def _rank_consistency(output_dir: str) -> int:
         "dataloader": loader_indices,
     }
     Path(output_dir, f"rank{accelerator.process_index}.json").write_text(json.dumps(report))
-    finish_distributed()
+    exit_distributed(0)
     return 0
 
 

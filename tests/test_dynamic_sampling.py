@@ -23,7 +23,7 @@ import torch
 from datasets import Dataset, IterableDataset
 
 from r1_trl.configs import R1GRPOConfig
-from r1_trl.distributed import finish_distributed
+from r1_trl.distributed import exit_distributed
 from r1_trl.trainers import (
     R1GRPOTrainer,
     concat_rollouts,
@@ -321,7 +321,7 @@ def _distributed_worker(model_dir: str, output_dir: str) -> None:
     }
     rank = trainer.accelerator.process_index
     (Path(output_dir) / f"rank{rank}.json").write_text(json.dumps(result))
-    finish_distributed()
+    exit_distributed(0)
 
 
 if __name__ == "__main__":

@@ -449,7 +449,7 @@ import json, os, re, sys
 from pathlib import Path
 from r1_trl.data.reasoning import readable_completion
 from r1_trl.data.tasks.arithmetic import solve
-from r1_trl.distributed import finish_distributed
+from r1_trl.distributed import exit_distributed
 from r1_trl.stages import rejection_sampling as rs
 
 out = Path(sys.argv[2])
@@ -463,7 +463,7 @@ def generate(model, tokenizer, prompts, settings, backend="auto", show_progress=
 rs.generate = generate
 results = rs.run(rs.RejectionSamplingConfig(**json.loads(sys.argv[1])))
 (out / f"results{os.environ['RANK']}.json").write_text(json.dumps(sorted(results)))
-finish_distributed()
+exit_distributed(0)
 """
 
 
