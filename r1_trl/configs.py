@@ -82,6 +82,27 @@ class R1StageArguments:
     eval_every_steps: int = field(
         default=0, metadata={"help": "Log held-out eval/* metrics every N training steps (0: only before/after)."}
     )
+    generation_backend: str = field(
+        default="auto",
+        metadata={"help": "How stages sample (held-out evaluation, cold-start data, rejection sampling, teacher): "
+                  "'vllm', 'transformers', or 'auto' (vLLM when installed and a GPU is present)."},
+    )
+    generation_dtype: str = field(
+        default="auto",
+        metadata={"help": "dtype of the sampling copy of the model: auto (bfloat16 on GPU, float32 on CPU), "
+                  "bfloat16, float16 or float32."},
+    )
+    vllm_gpu_memory_utilization: float = field(
+        default=0.3,
+        metadata={"help": "Share of each GPU a stage's vLLM engine reserves (weights + KV cache); the engine is "
+                  "released before the trainer is built. (For GRPO training also TRL's colocated engine.)"},
+    )
+    vllm_tensor_parallel_size: int = field(
+        default=1, metadata={"help": "GPUs one vLLM engine spans; must divide the number of processes."}
+    )
+    vllm_max_model_length: int | None = field(
+        default=None, metadata={"help": "Context length of the vLLM engine (None: the model's own)."}
+    )
     torch_num_threads: int | None = field(
         default=None,
         metadata={"help": "CPU threads for torch in this process (None: torch's default). Tiny CPU recipes use 1: "
@@ -122,9 +143,18 @@ class R1StageArguments:
             raise RecipeError(f"train_size: must be >= 1, got {self.train_size}")
         if self.torch_num_threads is not None and self.torch_num_threads < 1:
             raise RecipeError(f"torch_num_threads: must be >= 1, got {self.torch_num_threads}")
+        self.validate_generation_fields()
         if self.hub_layout not in ("branch", "repo"):
             raise RecipeError(f"hub_layout: must be 'branch' or 'repo', got {self.hub_layout!r}")
         self.validate_push_fields()
+
+    def validate_generation_fields(self) -> None:
+        from r1_trl.generation import EngineSettings
+
+        try:
+            EngineSettings.from_config(self)
+        except ValueError as error:
+            raise RecipeError(str(error)) from None
 
     def validate_push_fields(self) -> None:
         if self.hub_push_attempts < 1:

@@ -20,6 +20,17 @@ import contextlib
 import os
 import sys
 import threading
+from typing import Any
+
+
+def launch_state() -> Any:
+    """accelerate's shared `PartialState` of this launch: with several processes (``accelerate launch``,
+    ``torchrun``) creating it starts the process group, so a stage calls it before anything that shards
+    work or writes once. CPU-only processes use gloo."""
+    import torch
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
 
 
 def process_group_active() -> bool:

@@ -15,7 +15,7 @@ from datasets import Dataset, Features, List, Value
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 
 import reward_funcs
-from r1_trl.generation import SamplingSettings, generate
+from r1_trl.generation import EngineSettings, SamplingSettings, generate, generate_sharded
 from reward_funcs._math_extract import completion_answer
 
 
@@ -171,8 +171,14 @@ def evaluate_model(
     settings: EvalSettings = EvalSettings(),
     show_progress: bool = False,
     return_completions: bool = False,
+    engine: EngineSettings | None = None,
+    sharded: bool = False,
 ) -> dict[str, Any]:
     """Sample ``settings.num_samples`` answers per held-out prompt and score them.
+
+    ``sharded``: every rank of the launch calls this together and samples a share of the prompts
+    (`r1_trl.generation.generate_sharded`); every rank gets the same metrics. Otherwise this process samples
+    every prompt itself.
 
     ``dataset`` needs ``prompt`` (already templated) and ``solution`` columns. With ``return_completions``
     the metrics also carry ``completions`` (the samples, per prompt) and ``sample_scores`` (their
@@ -185,7 +191,9 @@ def evaluate_model(
         batch_size=settings.batch_size,
         seed=settings.seed,
     )
-    completions = generate(model, tokenizer, dataset["prompt"], sampling, show_progress=show_progress)
+    sample = generate_sharded if sharded else generate
+    completions = sample(model, tokenizer, dataset["prompt"], sampling, engine or EngineSettings(),
+                         show_progress=show_progress)
     scores = score_samples(completions, dataset, settings, tokenizer)
     metrics: dict[str, Any] = score_completions(completions, dataset, settings, tokenizer, scores)
     if return_completions:

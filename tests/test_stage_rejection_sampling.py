@@ -74,12 +74,18 @@ def language_of(problem: str) -> str:
 def fake_generate(make_group, calls: list | None = None):
     """A stand-in for ``r1_trl.generation.generate`` whose outputs ``make_group(prompt, k)`` decides."""
 
-    def generate(model, tokenizer, prompts, settings, backend="auto", show_progress=False):
+    def generate(model, tokenizer, prompts, settings, engine=None, show_progress=False, **kwargs):
         if calls is not None:
             calls.append({"model": model, "prompts": list(prompts), "settings": settings})
         return [make_group(prompt, settings.num_samples) for prompt in prompts]
 
     return generate
+
+
+def patch_generation(monkeypatch, generate) -> None:
+    """Sample with ``generate`` for the policy (sharded sampling) and for the judge."""
+    monkeypatch.setattr(rs, "generate", generate)
+    monkeypatch.setattr(rs, "generate_sharded", generate)
 
 
 def crafted_group(prompt, k: int) -> list[str]:
@@ -191,7 +197,7 @@ def test_general_share_is_the_closest_achievable(share):
 
 def test_run_stats_dataset_and_results(tiny_model, tmp_path, monkeypatch):
     calls: list = []
-    monkeypatch.setattr(rs, "generate", fake_generate(crafted_group, calls))
+    patch_generation(monkeypatch, fake_generate(crafted_group, calls))
     config = make_config(tiny_model, tmp_path / "stage", num_generations=5)
     results = rs.run(config)
 
@@ -245,7 +251,7 @@ def test_r1_zero_prompts_become_chat_prompts_and_per_prompt_cap(tiny_model, tmp_
         steps, answer = solved(prompt)
         return [readable_completion(steps, answer, "en"), readable_completion(steps[::-1], answer, "en")] * (k // 2)
 
-    monkeypatch.setattr(rs, "generate", fake_generate(two_distinct))
+    patch_generation(monkeypatch, fake_generate(two_distinct))
     config = make_config(tiny_model, tmp_path / "stage", prompt_template="r1_zero", max_per_prompt=1,
                          task_kwargs={"levels": [2]}, general_share=0.5, system_prompt="Be brief.")
     stats = rs.run(config)["stats"]
@@ -261,7 +267,7 @@ def stats_path(tmp_path: Path) -> str:
 
 
 def test_too_few_survivors_fail_before_writing(tiny_model, tmp_path, monkeypatch):
-    monkeypatch.setattr(rs, "generate", fake_generate(lambda prompt, k: ["no format"] * k))
+    patch_generation(monkeypatch, fake_generate(lambda prompt, k: ["no format"] * k))
     with pytest.raises(RuntimeError, match=r"only 0 reasoning completions.*'format': 24"):
         rs.run(make_config(tiny_model, tmp_path / "stage"))
     assert not (tmp_path / "stage" / "datasets").exists()
@@ -326,13 +332,13 @@ def judged_run(
 
     policy_only = fake_generate(outputs, calls)
 
-    def generate(model, tokenizer, prompts, settings, backend="auto", show_progress=False):
+    def generate(model, tokenizer, prompts, settings, engine=None, show_progress=False, **kwargs):
         if real_judge and "Reference answer:" in problem_of(prompts[0]):
             calls.append({"model": model, "prompts": list(prompts), "settings": settings})
-            return real_generate(model, tokenizer, prompts, settings, backend, show_progress)
+            return real_generate(model, tokenizer, prompts, settings, show_progress=show_progress)
         return policy_only(model, tokenizer, prompts, settings)
 
-    monkeypatch.setattr(rs, "generate", generate)
+    patch_generation(monkeypatch, generate)
     config = make_config(tiny_model, tmp_path / "stage", dataset_name=str(data), task_kwargs=None, train_size=None,
                          eval_size=2, num_generations=3, judge_model_name_or_path=judge)
     return rs.run(config), calls
@@ -381,7 +387,7 @@ def test_without_a_judge_uncheckable_answers_are_rejected(tiny_model, tmp_path, 
 
 
 def test_interrupted_save_leaves_no_dataset_and_a_rerun_succeeds(tiny_model, tmp_path, monkeypatch):
-    monkeypatch.setattr(rs, "generate", fake_generate(crafted_group))
+    patch_generation(monkeypatch, fake_generate(crafted_group))
     config = make_config(tiny_model, tmp_path / "stage")
     target = Path(stats_path(tmp_path))
     original_save = Dataset.save_to_disk
@@ -409,7 +415,7 @@ from r1_trl.data.reasoning import readable_completion
 from r1_trl.data.tasks.arithmetic import solve
 from r1_trl.stages import rejection_sampling as rs
 
-def generate(model, tokenizer, prompts, settings, backend="auto", show_progress=False):
+def generate(model, tokenizer, prompts, settings, engine=None, show_progress=False, **kwargs):
     solved = [solve(re.search(r"\\d+(?: [-+*] \\d+)+", p).group().split()) for p in prompts]
     return [[readable_completion(steps, str(answer))] * settings.num_samples for answer, steps in solved]
 
@@ -418,7 +424,7 @@ def save_then_die(self, path, *args, **kwargs):
     os.kill(os.getpid(), signal.SIGKILL)  # dies after the data files, before stats.json and the rename
 
 original = Dataset.save_to_disk
-rs.generate = generate
+rs.generate_sharded = generate
 Dataset.save_to_disk = save_then_die
 rs.run(rs.RejectionSamplingConfig(**json.loads(sys.argv[1])))
 """
@@ -437,7 +443,7 @@ def test_killed_process_leaves_no_partial_dataset(tiny_model, tmp_path, monkeypa
     assert len(staged) == 1 and any(staged[0].glob("*.arrow"))  # it really died half way through the write
     assert not target.exists()
 
-    monkeypatch.setattr(rs, "generate", fake_generate(crafted_group))
+    patch_generation(monkeypatch, fake_generate(crafted_group))
     results = rs.run(rs.RejectionSamplingConfig(**fields))
     assert not list(target.parent.glob(".sft_mix.*"))  # the stale staging folder is gone
     assert (target / "stats.json").is_file() and results["stats"]["generated"] == 8
@@ -450,17 +456,18 @@ from pathlib import Path
 from r1_trl.data.reasoning import readable_completion
 from r1_trl.data.tasks.arithmetic import solve
 from r1_trl.distributed import exit_distributed
+from r1_trl import generation
 from r1_trl.stages import rejection_sampling as rs
 
 out = Path(sys.argv[2])
 
-def generate(model, tokenizer, prompts, settings, backend="auto", show_progress=False):
+def generate(model, tokenizer, prompts, settings, engine=None, show_progress=False, first_batch=0):
     problems = [p[-1]["content"] if isinstance(p, list) else p for p in prompts]
     (out / f"prompts{os.environ['RANK']}.json").write_text(json.dumps(problems))
     solved = [solve(re.search(r"\\d+(?: [-+*] \\d+)+", p).group().split()) for p in problems]
     return [[readable_completion(steps, str(answer))] * settings.num_samples for answer, steps in solved]
 
-rs.generate = generate
+generation.generate = generate  # generate_sharded shares the prompts out and calls it on each rank's share
 results = rs.run(rs.RejectionSamplingConfig(**json.loads(sys.argv[1])))
 (out / f"results{os.environ['RANK']}.json").write_text(json.dumps(sorted(results)))
 exit_distributed(0)
@@ -474,7 +481,7 @@ def test_two_processes_share_the_prompts_and_the_main_one_writes(tiny_model, tmp
     worker.write_text(DISTRIBUTED_WORKER)
     fields = {"model_name_or_path": str(tiny_model), "output_dir": str(tmp_path / "stage"), "train_size": 7,
               "eval_size": 4, "decontaminate": False, "num_generations": 2, "language_candidates": ["en"],
-              "max_new_tokens": 256, "prompt_template": "chat"}
+              "max_new_tokens": 256, "prompt_template": "chat", "generation_batch_size": 2}  # one prompt per batch
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
            "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
@@ -488,7 +495,7 @@ def test_two_processes_share_the_prompts_and_the_main_one_writes(tiny_model, tmp
     assert "datasets" in json.loads((tmp_path / "results0.json").read_text())
     distributed = load_from_disk(stats_path(tmp_path))
 
-    monkeypatch.setattr(rs, "generate", fake_generate(lambda prompt, k: [crafted_group(prompt, 1)[0]] * k))
+    patch_generation(monkeypatch, fake_generate(lambda prompt, k: [crafted_group(prompt, 1)[0]] * k))
     single = rs.run(rs.RejectionSamplingConfig(**{**fields, "output_dir": str(tmp_path / "single")}))
     assert {row["problem"] for row in distributed if row["source"] == "reasoning"} == set(shards[0] + shards[1])
     assert sorted(distributed["problem"]) == sorted(load_from_disk(single["datasets"]["sft_mix"])["problem"])

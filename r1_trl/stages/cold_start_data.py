@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from datasets import Dataset, Features, List, Value
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 import reward_funcs
 from r1_trl.configs import R1StageArguments, RecipeError, parse_dict
@@ -44,7 +44,16 @@ from r1_trl.data.builders import PromptSpec, build_prompt_datasets
 from r1_trl.data.reasoning import OUTPUT_FORMATS, SPECIAL_TOKEN, readable_completion
 from r1_trl.data.tasks.arithmetic import QUESTION_FORMS
 from r1_trl.data.templates import format_prompt, r1_zero_prompt
-from r1_trl.generation import Prompt, SamplingSettings, generate, vllm_available
+from r1_trl.distributed import launch_state
+from r1_trl.generation import (
+    EngineSettings,
+    Prompt,
+    SamplingSettings,
+    generate_sharded,
+    load_for_generation,
+    release_engines,
+    resolve_backend,
+)
 from r1_trl.stages.common import (
     RESULTS_FILE,
     STATS_FILE,
@@ -443,18 +452,18 @@ class ColdStartBuilder:
         return self._tokenizers[path]
 
     def _sample(self, path: str, prompts: list[Prompt], max_new_tokens: int) -> list[list[str]]:
+        """Every rank samples a share of ``prompts`` and gets all samples back, so every rank's builder
+        makes the same decisions; only the main process writes."""
+        engine = EngineSettings.from_config(self.config)
         if path not in self._models:
-            revision = self.revision if path == self.model_path else self.prompting_revision
-            # vLLM takes the path; transformers gets the model loaded once and reused across rounds.
-            self._models[path] = path if vllm_available() else AutoModelForCausalLM.from_pretrained(
-                path, revision=revision
-            )
+            # vLLM takes the path; transformers gets the model loaded once, on this rank's device, and reused.
+            self._models[path] = path if resolve_backend(path, engine) == "vllm" else load_for_generation(path, engine)
         config = self.config
         settings = SamplingSettings(num_samples=config.num_samples, max_new_tokens=max_new_tokens,
                                     temperature=config.temperature, top_p=config.top_p,
                                     seed=config.seed + self._round)
         self._round += 1
-        return generate(self._models[path], self.tokenizer(path), prompts, settings)
+        return generate_sharded(self._models[path], self.tokenizer(path), prompts, settings, engine, show_progress=False)
 
     # methods ----------------------------------------------------------------------------------------
     def _candidates(
@@ -581,11 +590,16 @@ def run(config: ColdStartDataConfig, sampler: Sampler | None = None) -> dict[str
     """
     started = time.perf_counter()
     config.apply_runtime_settings()
+    state = launch_state()
     problems, _ = build_prompt_datasets(PromptSpec.from_config(config))
     if "language" not in problems.column_names:
         problems = problems.add_column("language", ["en"] * len(problems))
     builder = ColdStartBuilder(config, sampler)
     examples, by_method = builder.build(problems)
+    release_engines()
+    if not state.is_main_process:
+        state.wait_for_everyone()  # until the main process has written the set
+        return {"stage": STAGE}
     output_dir = Path(config.output_dir)
     dataset = Dataset.from_list(examples) if examples else _empty_dataset(config.prompt_template == "chat")
     target = save_dataset_atomic(dataset,
@@ -605,6 +619,7 @@ def run(config: ColdStartDataConfig, sampler: Sampler | None = None) -> dict[str
     if len(examples) < config.target_size:
         logger.warning("cold start: only %d of %d examples verified; see %s", len(examples), config.target_size,
                        target / STATS_FILE)
+    state.wait_for_everyone()
     return results
 
 

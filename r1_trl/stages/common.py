@@ -167,13 +167,24 @@ def evaluate_with_details(
     output_dir: str | Path,
     checkpoint: str | Path,
     name: str = EVAL_DETAILS_DATASET,
+    engine: Any = None,
 ) -> tuple[dict[str, Any], Path]:
     """Evaluate ``model`` (the trained ``checkpoint``, or that model loaded) on ``held_out`` like
-    ``evaluate_model`` and save what was sampled as ``output_dir/datasets/<name>``: one row per prompt (see
+    ``evaluate_model``, sharded across the ranks of a launch (every rank calls this), and save what was
+    sampled as ``output_dir/datasets/<name>`` from the main process: one row per prompt (see
     `r1_trl.evaluation.eval_details`). Returns the metrics (exactly ``evaluate_model``'s) and the path."""
-    evaluation = evaluate_model(model, tokenizer, held_out, settings, show_progress=True, return_completions=True)
+    from r1_trl.distributed import launch_state
+    from r1_trl.generation import EngineSettings
+
+    evaluation = evaluate_model(model, tokenizer, held_out, settings, show_progress=True, return_completions=True,
+                                engine=engine or EngineSettings(), sharded=True)  # fmt: skip
     metrics, details = split_eval_details(evaluation, held_out, settings)
-    return metrics, save_eval_details(details, Path(output_dir) / DATASETS_DIR / name, metrics, settings, checkpoint)
+    path = Path(output_dir) / DATASETS_DIR / name
+    state = launch_state()
+    if state.is_main_process:
+        save_eval_details(details, path, metrics, settings, checkpoint)
+    state.wait_for_everyone()
+    return metrics, path
 
 
 def save_eval_details(

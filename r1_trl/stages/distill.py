@@ -45,8 +45,9 @@ import reward_funcs
 from r1_trl.configs import TINY_MODEL, R1GRPOConfig, R1SFTConfig, RecipeError, parse_dict
 from r1_trl.data.builders import PromptSpec, build_prompt_datasets
 from r1_trl.data.templates import TEMPLATES, format_prompt
+from r1_trl.distributed import launch_state
 from r1_trl.evaluation import evaluate_model
-from r1_trl.generation import Prompt, SamplingSettings, generate
+from r1_trl.generation import EngineSettings, Prompt, SamplingSettings, generate_sharded, release_engines
 from r1_trl.models.tiny import TinyBaseSpec, load_or_build_tiny_base
 from r1_trl.stages.cold_start_data import STATS_FILE, save_dataset_atomic
 from r1_trl.stages.common import (
@@ -371,7 +372,8 @@ def build_teacher_dataset(
     with stopwatch() as elapsed:
         if sampler is None:
             tokenizer = AutoTokenizer.from_pretrained(teacher_path, revision=config.teacher_model_revision)
-            samples = generate(teacher_path, tokenizer, prompts, settings, show_progress=True)
+            samples = generate_sharded(teacher_path, tokenizer, prompts, settings, EngineSettings.from_config(config))
+            release_engines()
         else:
             samples = sampler(prompts)
     kept, stats = filter_teacher_samples(
@@ -573,9 +575,13 @@ def run(config: DistillConfig, sampler: Sampler | None = None) -> dict[str, Any]
     ``sampler(teacher_prompts) -> samples per prompt`` replaces the teacher's sampling (tests).
     """
     config.apply_runtime_settings()
+    state = launch_state()
     publisher = stage_publisher(config, STAGE)
     with stopwatch() as total:
         results = _run(config, sampler, publisher)
+    if not state.is_main_process:
+        state.wait_for_everyone()
+        return {"stage": STAGE}
     results["seconds"] = total.wall
     results["cpu_seconds"] = total.cpu
     output_dir = Path(config.output_dir)
@@ -583,6 +589,7 @@ def run(config: DistillConfig, sampler: Sampler | None = None) -> dict[str, Any]
     plot_comparison(results, output_dir / CURVES_FILE)
     save_recipe(config, output_dir)
     publish_stage(publisher, config, output_dir, results)
+    state.wait_for_everyone()
     return results
 
 
@@ -594,6 +601,7 @@ def _run(config: DistillConfig, sampler: Sampler | None, publisher: StagePublish
     student_path, revision, tiny_spec = resolve_student(config)
     train, held_out = build_prompt_datasets(PromptSpec.from_config(config))
     settings = eval_settings(config, language_metric=True)
+    engine = EngineSettings.from_config(config)
     student_tokenizer = AutoTokenizer.from_pretrained(student_path, revision=revision)
     timings: dict[str, Elapsed] = {}
 
@@ -605,10 +613,11 @@ def _run(config: DistillConfig, sampler: Sampler | None, publisher: StagePublish
         """Held-out metrics of ``path``; with ``details``, its samples are saved as ``datasets/<details>``."""
         with stopwatch() as elapsed:
             if details is None:
-                metrics = evaluate_model(path, tokenizer, rows, settings, show_progress=True)
+                metrics = evaluate_model(path, tokenizer, rows, settings, show_progress=True, engine=engine,
+                                         sharded=True)  # fmt: skip
             else:
                 metrics, generated[details] = evaluate_with_details(
-                    path, tokenizer, rows, settings, output_dir, path, name=details
+                    path, tokenizer, rows, settings, output_dir, path, name=details, engine=engine
                 )
         timings["evaluation"] = timings.get("evaluation", Elapsed()) + elapsed
         return metrics
@@ -628,8 +637,12 @@ def _run(config: DistillConfig, sampler: Sampler | None, publisher: StagePublish
         dataset, data_stats, timings["teacher_generation"] = build_teacher_dataset(
             config, teacher_path, train, sampler)
     dataset_path = generated[TEACHER_DATASET]
-    if not (config.teacher_dataset and Path(config.teacher_dataset).resolve() == dataset_path.resolve()):
+    state = launch_state()
+    if state.is_main_process and not (
+        config.teacher_dataset and Path(config.teacher_dataset).resolve() == dataset_path.resolve()
+    ):
         save_dataset_atomic(dataset, dataset_path, data_stats)
+    state.wait_for_everyone()
     if len(dataset) == 0:
         raise RuntimeError(
             f"teacher_model: none of the teacher's {data_stats['generated']} samples passed the filters "

@@ -44,9 +44,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-from accelerate import PartialState
-from accelerate.utils import gather_object
 from datasets import Dataset, Features, List, Value
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
@@ -55,7 +52,15 @@ from r1_trl.configs import R1StageArguments, RecipeError
 from r1_trl.data.builders import PromptSpec, build_prompt_datasets
 from r1_trl.data.general import GENERAL_LANGUAGES, THINK_STYLES, general_rows
 from r1_trl.data.templates import chat_prompt
-from r1_trl.generation import Prompt, SamplingSettings, generate, vllm_available
+from r1_trl.distributed import launch_state
+from r1_trl.generation import (
+    EngineSettings,
+    Prompt,
+    SamplingSettings,
+    generate,
+    generate_sharded,
+    vllm_available,
+)
 from r1_trl.stages.common import (
     RESULTS_FILE,
     resolve_model,
@@ -503,20 +508,6 @@ def _mean(values: Sequence[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def generate_sharded(
-    state: PartialState, model: Any, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[Prompt],
-    sampling: SamplingSettings,
-) -> list[list[str]]:
-    """Each process samples its contiguous share of the prompts; all groups come back in prompt order."""
-    if state.num_processes == 1:
-        return generate(model, tokenizer, prompts, sampling, show_progress=True)
-    with state.split_between_processes(list(range(len(prompts)))) as mine:
-        local = generate(model, tokenizer, [prompts[i] for i in mine], sampling,
-                         show_progress=state.is_main_process) if mine else []
-    gathered = gather_object(list(zip(mine, local, strict=True)))
-    return [group for _, group in sorted(gathered, key=lambda pair: pair[0])]
-
-
 def run(config: RejectionSamplingConfig) -> dict[str, Any]:
     """Sample, filter, deduplicate and mix; write ``datasets/sft_mix`` (with ``stats.json``), ``results.json``
     and ``recipe.yaml`` under ``config.output_dir``.
@@ -528,7 +519,7 @@ def run(config: RejectionSamplingConfig) -> dict[str, Any]:
     started = time.perf_counter()
     config.apply_runtime_settings()
     # cpu=True lets CPU-only processes started by torchrun / accelerate share the prompts over gloo
-    state = PartialState(cpu=not torch.cuda.is_available())
+    state = launch_state()
     output_dir = Path(config.output_dir).absolute()
     model_path, revision = resolve_model(config.model_name_or_path, config.model_revision)
     tokenizer = AutoTokenizer.from_pretrained(model_path, revision=revision)
@@ -543,7 +534,8 @@ def run(config: RejectionSamplingConfig) -> dict[str, Any]:
                                 temperature=config.temperature, top_p=config.top_p,
                                 batch_size=config.generation_batch_size, seed=config.seed)
     generation_started = time.perf_counter()
-    groups = generate_sharded(state, _loadable(model_path, revision), tokenizer, list(prompts["prompt"]), sampling)
+    groups = generate_sharded(_loadable(model_path, revision), tokenizer, list(prompts["prompt"]), sampling,
+                              EngineSettings.from_config(config))
     generation_seconds = time.perf_counter() - generation_started
     if not state.is_main_process:
         state.wait_for_everyone()  # until the main process has written the dataset
@@ -685,7 +677,7 @@ def _stats(
             "seed": config.seed,
             "prompt_template": config.prompt_template,
             "backend": "vllm" if vllm_available() and not config.model_revision else "transformers",
-            "processes": PartialState().num_processes,
+            "processes": launch_state().num_processes,
             "dataset_name": config.dataset_name,
             "task_kwargs": config.task_kwargs,
             "seconds": generation_seconds,

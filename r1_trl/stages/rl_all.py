@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from datasets import Dataset, Features, concatenate_datasets, load_dataset
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase, Trainer
 
 import reward_funcs
 from r1_trl.configs import R1GRPOConfig, RecipeError
@@ -46,27 +46,15 @@ from r1_trl.data.preferences import (
     REASONING_PROMPT,
     general_prompt_dataset,
 )
-from r1_trl.evaluation import EvalSettings, HeldOutEvalCallback, evaluate_model, split_eval_details
-from r1_trl.generation import SamplingSettings, generate
+from r1_trl.distributed import launch_state
+from r1_trl.evaluation import EvalSettings, evaluate_model
+from r1_trl.generation import EngineSettings, SamplingSettings, generate_sharded
 from r1_trl.plotting import plot_training_curves
 from r1_trl.recipes import load_recipe, recipe_path
 from r1_trl.reward_models import RewardModelConfig, save_dataset_atomic
 from r1_trl.reward_models import run as run_reward_model
-from r1_trl.stages.common import (
-    CURVES_FILE,
-    DATASETS_DIR,
-    EVAL_DETAILS_DATASET,
-    RESULTS_FILE,
-    eval_settings,
-    publish_stage,
-    resolve_model,
-    save_eval_details,
-    save_recipe,
-    stage_publisher,
-    train_and_save,
-    trainer_args,
-    write_json_atomic,
-)
+from r1_trl.stages.common import DATASETS_DIR, RESULTS_FILE, eval_settings, resolve_model
+from r1_trl.stages.runner import TrainingStage, run_training_stage
 from r1_trl.trainers import R1GRPOTrainer
 from reward_funcs.model_based import only_for_prompt_types
 
@@ -282,14 +270,15 @@ def _tag(dataset: Dataset, prompt_type: str) -> Dataset:
 
 
 def evaluate_general(
-    model: PreTrainedModel,
+    model: PreTrainedModel | str,
     tokenizer: PreTrainedTokenizerBase,
     held_out: Dataset,
     rewards: dict[str, Any],
     settings: EvalSettings,
+    engine: EngineSettings | None = None,
 ) -> tuple[dict[str, float], list[dict[str, str]]]:
     """Mean score of each general reward over sampled completions for the held-out general prompts, and a
-    few of those completions to read."""
+    few of those completions to read. Every rank of a launch calls it: the sampling is sharded."""
     sampling = SamplingSettings(
         num_samples=settings.num_samples,
         max_new_tokens=settings.max_new_tokens,
@@ -297,7 +286,8 @@ def evaluate_general(
         batch_size=settings.batch_size,
         seed=settings.seed,
     )
-    completions = generate(model, tokenizer, held_out["prompt"], sampling)
+    completions = generate_sharded(model, tokenizer, held_out["prompt"], sampling, engine or EngineSettings(),
+                                   show_progress=False)
     k = settings.num_samples
     flat = [c for group in completions for c in group]
     kwargs = {
@@ -342,17 +332,18 @@ def evaluate_all(
     general_rewards: dict[str, Any],
     settings: EvalSettings,
     return_completions: bool = False,
+    engine: EngineSettings | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, str]]]:
     """Held-out metrics of one model (reasoning metrics + ``general/*`` reward means) and sample completions
     for general prompts. ``return_completions``: the metrics also carry the reasoning samples and their scores,
-    as ``evaluate_model`` returns them (`split_eval_details` takes them out)."""
-    model = AutoModelForCausalLM.from_pretrained(model_path)
-    metrics = evaluate_model(
-        model, tokenizer, reasoning_held_out, settings, show_progress=True, return_completions=return_completions
-    )
+    as ``evaluate_model`` returns them (`split_eval_details` takes them out). Sampling is sharded across the
+    ranks of a launch, on each rank's own device."""
+    engine = engine or EngineSettings()
+    metrics = evaluate_model(model_path, tokenizer, reasoning_held_out, settings, show_progress=True,
+                             return_completions=return_completions, engine=engine, sharded=True)  # fmt: skip
     if not general_rewards:
         return metrics, []
-    general, samples = evaluate_general(model, tokenizer, general_held_out, general_rewards, settings)
+    general, samples = evaluate_general(model_path, tokenizer, general_held_out, general_rewards, settings, engine)
     return {**metrics, **general}, samples
 
 
@@ -381,10 +372,10 @@ def run(config: RLAllConfig) -> dict[str, Any]:
         config.seed,
     )
     type_counts = {t: train[PROMPT_TYPE_COLUMN].count(t) for t in (REASONING_PROMPT, GENERAL_PROMPT)}
-    mixture_path = save_dataset_atomic(
-        train,
-        output_dir / "datasets" / "rl_all_prompts",
-        {
+    state = launch_state()
+    mixture_path = output_dir / DATASETS_DIR / "rl_all_prompts"
+    if state.is_main_process:
+        save_dataset_atomic(train, mixture_path, {
             "rows": len(train),
             "by_prompt_type": type_counts,
             "general_share": config.general_share,
@@ -392,8 +383,8 @@ def run(config: RLAllConfig) -> dict[str, Any]:
             "general_source": config.general_prompts_dataset or "synthetic",
             "prompt_template": config.prompt_template,
             "seed": config.seed,
-        },
-    )
+        })  # fmt: skip
+    state.wait_for_everyone()
 
     rewards = build_mixed_rewards(config)
     general_rewards = {
@@ -402,78 +393,35 @@ def run(config: RLAllConfig) -> dict[str, Any]:
         if name in config.general_reward_funcs
     }
     settings = eval_settings(config, language_metric=True)
-    before, samples_before = evaluate_all(
-        model_path, tokenizer, reasoning_held_out, general_held_out, general_rewards, settings
-    )
+    engine = EngineSettings.from_config(config)
 
-    publisher = stage_publisher(config, STAGE)
-    callbacks = publisher.callbacks() if publisher else []
-    if config.eval_every_steps > 0:
-        callbacks.append(
-            HeldOutEvalCallback(reasoning_held_out, tokenizer, settings, config.eval_every_steps)
-        )
-    trainer = R1GRPOTrainer(
-        model=model_path,
-        args=trainer_args(config, publisher),
-        reward_funcs=rewards,
-        train_dataset=train,
-        processing_class=tokenizer,
-        callbacks=callbacks,
-    )
-    checkpoint, train_seconds = train_and_save(trainer, output_dir, tokenizer)
-    results: dict[str, Any] = {"stage": STAGE}
-    if trainer.accelerator.is_main_process:
-        evaluated, samples_after = evaluate_all(
-            str(checkpoint), tokenizer, reasoning_held_out, general_held_out, general_rewards, settings,
-            return_completions=True,
-        )
-        after, details = split_eval_details(evaluated, reasoning_held_out, settings)
-        details_path = save_eval_details(
-            details,
-            output_dir / DATASETS_DIR / EVAL_DETAILS_DATASET,
-            {key: value for key, value in after.items() if not key.startswith("general/")},
-            settings,
-            checkpoint,
-        )
-        history = trainer.state.log_history
-        results.update(
-            {
-                "model": config.model_name_or_path,
-                "start_model_path": model_path,
-                "checkpoint": str(checkpoint.resolve()),
-                "reward_models": reward_models,
-                "before": before,
-                "after": after,
-                "metrics": after,
-                "general_samples": {"before": samples_before, "after": samples_after},
-                "datasets": {
-                    "rl_all_prompts": str(mixture_path.resolve()),
-                    EVAL_DETAILS_DATASET: str(details_path.resolve()),
-                },
-                "train": {
-                    "steps": trainer.state.global_step,
-                    "seconds": train_seconds,
-                    "reward_model_seconds": rm_seconds,
-                    "prompts": len(train),
-                    "prompts_by_type": type_counts,
-                    "reasoning_held_out_prompts": len(reasoning_held_out),
-                    "general_held_out_prompts": len(general_held_out),
-                    "reward_means_last": _last_reward_means(history),
-                },
-                "log_history": history,
-                "seconds": time.perf_counter() - started,
-            }
-        )
-        write_json_atomic(output_dir / RESULTS_FILE, results)
-        plot_training_curves(
-            history,
-            output_dir / CURVES_FILE,
-            f"{STAGE}: GRPO rewards",
-            held_out={"before": before, "after": after},
-        )
-        save_recipe(config, output_dir)
-        publish_stage(publisher, config, output_dir, results)
-    return results
+    def evaluate(model: str, with_completions: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+        metrics, samples = evaluate_all(model, tokenizer, reasoning_held_out, general_held_out, general_rewards,
+                                        settings, return_completions=with_completions, engine=engine)  # fmt: skip
+        return metrics, samples  # type: ignore[return-value]
+
+    def build_trainer(args: RLAllConfig, callbacks: list) -> Trainer:
+        return R1GRPOTrainer(model=model_path, args=args, reward_funcs=rewards, train_dataset=train,
+                             processing_class=tokenizer, callbacks=callbacks)  # fmt: skip
+
+    def describe(trainer: Trainer) -> dict[str, Any]:
+        return {
+            "reward_model_seconds": rm_seconds,
+            "prompts": len(train),
+            "prompts_by_type": type_counts,
+            "reasoning_held_out_prompts": len(reasoning_held_out),
+            "general_held_out_prompts": len(general_held_out),
+            "reward_means_last": _last_reward_means(trainer.state.log_history),
+        }
+
+    def plot(history: list, path: Path, before: dict, after: dict) -> Any:
+        return plot_training_curves(history, path, f"{STAGE}: GRPO rewards", held_out={"before": before, "after": after})
+
+    return run_training_stage(TrainingStage(
+        name=STAGE, config=config, model_path=model_path, tokenizer=tokenizer, held_out=reasoning_held_out,
+        settings=settings, build_trainer=build_trainer, plot=plot, describe=describe, evaluate=evaluate,
+        results={"reward_models": reward_models, "datasets": {"rl_all_prompts": str(mixture_path.resolve())}},
+    ))  # fmt: skip
 
 
 def _last_reward_means(history: list[dict[str, Any]]) -> dict[str, float]:

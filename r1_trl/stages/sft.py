@@ -16,32 +16,18 @@ prompt), ``curves.png`` and ``recipe.yaml``. With ``push_to_hub`` the stage push
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from datasets import Dataset, load_from_disk
-from transformers import AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoTokenizer, PreTrainedTokenizerBase, Trainer
 
 from r1_trl.configs import R1SFTConfig, RecipeError
 from r1_trl.data.builders import PromptSpec, load_problems, render
 from r1_trl.data.decontaminate import decontaminate
-from r1_trl.evaluation import HeldOutEvalCallback, evaluate_model
-from r1_trl.stages.common import (
-    CURVES_FILE,
-    EVAL_DETAILS_DATASET,
-    RESULTS_FILE,
-    eval_settings,
-    evaluate_with_details,
-    publish_stage,
-    resolve_model,
-    save_recipe,
-    stage_publisher,
-    train_and_save,
-    trainer_args,
-    write_json_atomic,
-)
+from r1_trl.stages.common import eval_settings, resolve_model
+from r1_trl.stages.runner import TrainingStage, run_training_stage
 from r1_trl.trainers import R1SFTTrainer
 
 logger = logging.getLogger(__name__)
@@ -113,7 +99,6 @@ def _decontaminated(dataset: Dataset, held_out: Dataset) -> tuple[Dataset, int]:
 
 
 def run_sft_stage(config: SFTStageConfig) -> dict[str, Any]:
-    started = time.perf_counter()
     config.apply_runtime_settings()
     stage = config.stage_name
     model_path, revision = resolve_model(config.model_name_or_path, config.model_revision)
@@ -129,58 +114,32 @@ def run_sft_stage(config: SFTStageConfig) -> dict[str, Any]:
         dataset, dropped = _decontaminated(dataset, held_out)
         if dropped:
             logger.info("%s: decontamination dropped %d training rows", stage, dropped)
-    settings = eval_settings(config, language_metric=True)
 
-    before = evaluate_model(model_path, tokenizer, held_out, settings, show_progress=True)
-    publisher = stage_publisher(config, stage)
-    callbacks = publisher.callbacks() if publisher else []
-    if config.eval_every_steps > 0:
-        callbacks.append(HeldOutEvalCallback(held_out, tokenizer, settings, config.eval_every_steps))
-    trainer = R1SFTTrainer(
-        model=model_path,
-        args=trainer_args(config, publisher),
-        train_dataset=dataset,
-        processing_class=tokenizer,
-        callbacks=callbacks,
-    )
-    output_dir = Path(config.output_dir)
-    checkpoint, train_seconds = train_and_save(trainer, output_dir, tokenizer)
-    results: dict[str, Any] = {"stage": stage}
-    if trainer.accelerator.is_main_process:
-        after, details = evaluate_with_details(str(checkpoint), tokenizer, held_out, settings, output_dir, checkpoint)
-        history = trainer.state.log_history
-        losses = [row["loss"] for row in history if "loss" in row]
-        results.update(
-            {
-                "model": config.model_name_or_path,
-                "start_model_path": model_path,
-                "checkpoint": str(checkpoint.resolve()),
-                "before": before,
-                "after": after,
-                "metrics": after,
-                "datasets": {EVAL_DETAILS_DATASET: str(details.resolve())},
-                "inputs": {"sft_dataset": str(Path(config.sft_dataset).resolve())},
-                "train": {
-                    "steps": trainer.state.global_step,
-                    "seconds": train_seconds,
-                    "loss_first": losses[0] if losses else None,
-                    "loss_last": losses[-1] if losses else None,
-                    "train_rows": len(dataset),
-                    "decontamination_dropped": dropped,
-                    "completion_only_loss": trainer.completion_only_loss,
-                    "assistant_only_loss": config.assistant_only_loss,
-                    "held_out_prompts": len(held_out),
-                    "prompt_template": config.prompt_template,
-                },
-                "log_history": history,
-                "seconds": time.perf_counter() - started,
-            }
-        )
-        write_json_atomic(output_dir / RESULTS_FILE, results)
-        plot_sft_curves(history, output_dir / CURVES_FILE, f"{stage}: SFT", before, after)
-        save_recipe(config, output_dir)
-        publish_stage(publisher, config, output_dir, results)
-    return results
+    def build_trainer(args: SFTStageConfig, callbacks: list) -> Trainer:
+        return R1SFTTrainer(model=model_path, args=args, train_dataset=dataset, processing_class=tokenizer,
+                            callbacks=callbacks)  # fmt: skip
+
+    def describe(trainer: Trainer) -> dict[str, Any]:
+        losses = [row["loss"] for row in trainer.state.log_history if "loss" in row]
+        return {
+            "loss_first": losses[0] if losses else None,
+            "loss_last": losses[-1] if losses else None,
+            "train_rows": len(dataset),
+            "decontamination_dropped": dropped,
+            "completion_only_loss": trainer.completion_only_loss,
+            "assistant_only_loss": config.assistant_only_loss,
+            "held_out_prompts": len(held_out),
+            "prompt_template": config.prompt_template,
+        }
+
+    def plot(history: list, path: Path, before: dict, after: dict) -> Path:
+        return plot_sft_curves(history, path, f"{stage}: SFT", before, after)
+
+    return run_training_stage(TrainingStage(
+        name=stage, config=config, model_path=model_path, tokenizer=tokenizer, held_out=held_out,
+        settings=eval_settings(config, language_metric=True), build_trainer=build_trainer, plot=plot,
+        describe=describe, results={"inputs": {"sft_dataset": str(Path(config.sft_dataset).resolve())}},
+    ))  # fmt: skip
 
 
 def plot_sft_curves(
