@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from r1_trl.distributed import exit_distributed, exit_without_finalizing, process_group_active
+from r1_trl.distributed import exit_distributed, exit_without_finalizing, launched_with_several_processes
 
 STAGE_COMMANDS: dict[str, str] = {
     "r1-zero": "R1-Zero: GRPO from a base model with rule-based rewards.",
@@ -230,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         status = HANDLERS[command](rest)
     except Exception:
-        if not process_group_active():
+        if not launched_with_several_processes():
             raise
         # The other ranks may be waiting in a collective: no barrier. The launcher ends them when this
         # rank exits non-zero.

@@ -69,13 +69,20 @@ def exit_without_finalizing(status: int) -> None:
     os._exit(status)
 
 
+def launched_with_several_processes() -> bool:
+    """Whether a launcher (``accelerate launch``, ``torchrun``) started this process as one of several."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
 def exit_distributed(status: int = 0) -> int:
     """The last call of a multi-process script: every rank leaves together, then the process ends.
 
-    With a process group: barrier, ``destroy_process_group``, then `exit_without_finalizing` (this call
-    does not return). Without one (a plain single-process run, or a test calling the CLI in-process) it
-    returns ``status`` unchanged, so ``sys.exit(exit_distributed(main()))`` works everywhere.
+    With a process group: barrier and ``destroy_process_group``. Then, in a process a launcher started as
+    one of several, `exit_without_finalizing` (this call does not return). Otherwise (a single-process run,
+    or a test calling the CLI in-process) it returns ``status``, so ``sys.exit(exit_distributed(main()))``
+    works everywhere.
     """
-    if leave_together():
+    leave_together()
+    if launched_with_several_processes():
         exit_without_finalizing(status)
     return status

@@ -28,9 +28,12 @@ REPO = Path(__file__).resolve().parents[1]
 RUNS = 3
 
 
-def test_without_a_process_group_exit_distributed_returns_the_status() -> None:
+def test_outside_a_multi_process_launch_exit_distributed_returns_the_status(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
     assert not leave_together()
     assert exit_distributed(3) == 3
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    assert exit_distributed(4) == 4 and not dist.is_initialized()  # a group of its own: torn down, no exit
 
 
 def test_leave_together_destroys_the_group(tmp_path: Path) -> None:
