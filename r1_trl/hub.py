@@ -48,7 +48,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from huggingface_hub import DatasetCard, HfApi
+from huggingface_hub import DatasetCard, HfApi, ModelCard
 from huggingface_hub.errors import HfHubHTTPError
 from huggingface_hub.utils import filter_repo_objects
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
@@ -75,7 +75,8 @@ Place = Callable[[str, str], object]  # how a local file gets into a folder to u
 
 MANIFEST_NAME = "manifest.json"
 STATS_NAME = "stats.json"
-SOURCE_CHECKPOINT_KEY = "source_checkpoint"  # in a generated set's stats.json: the checkpoint that generated it
+# in a generated set's stats.json: the checkpoint that generated it
+SOURCE_CHECKPOINT_KEY = "source_checkpoint"
 PREVIEW_DIR = "hub"
 STAGE_EXTRA_FILES = ("results.json", "recipe.yaml", "curves.png")
 # Trainer state that is large and only needed to resume on the same machine; not pushed for step branches.
@@ -315,15 +316,16 @@ def with_retries(action: Callable[[], T], *, what: str, ref: HubRef, policy: Ret
                     f"{reason}: {type(error).__name__}: {error}. The local run directory was not changed."
                 ) from error
             delay = policy.delay(attempt)
-            logger.warning(
-                "%s to %s failed (%s); retry %d/%d in %.2fs", what, ref, error, attempt, policy.attempts - 1, delay
-            )
+            retry = f"retry {attempt}/{policy.attempts - 1} in {delay:.2f}s"
+            logger.warning("%s to %s failed (%s); %s", what, ref, error, retry)
             time.sleep(delay)
     raise AssertionError("unreachable")
 
 
 # ---- commits: a folder, uploaded to a branch ----------------------------------------------------------------
-def _upload_folder(api: HfApi, ref: HubRef, folder: Path, message: str, target: HubTargets, *, what: str) -> None:
+def _upload_folder(
+    api: HfApi, ref: HubRef, folder: Path, message: str, target: HubTargets, *, what: str
+) -> None:
     """One commit of `folder` to `ref`, creating the repo and the branch as needed; retried as a whole."""
 
     def upload() -> None:
@@ -375,8 +377,12 @@ def _link_or_copy(source: str, destination: str) -> None:
 
 def _checkpoint_files(checkpoint: Path, ignore_patterns: Sequence[str]) -> dict[str, Path]:
     """The files of a checkpoint by repo path, without those matching `ignore_patterns`."""
-    paths = sorted(path.relative_to(checkpoint).as_posix() for path in checkpoint.rglob("*") if path.is_file())
-    return {path: checkpoint / path for path in filter_repo_objects(paths, ignore_patterns=list(ignore_patterns))}
+    paths = sorted(
+        path.relative_to(checkpoint).as_posix() for path in checkpoint.rglob("*") if path.is_file()
+    )
+    return {
+        path: checkpoint / path for path in filter_repo_objects(paths, ignore_patterns=list(ignore_patterns))
+    }
 
 
 def preview_dir(run_dir: Path, ref: HubRef) -> Path:
@@ -393,14 +399,22 @@ def _fresh_dir(path: Path) -> Path:
 
 
 # ---- stages -------------------------------------------------------------------------------------------------
-def push_stage(run_dir: str | os.PathLike[str], stage: str, target: HubTargets, *, no_push: bool = False) -> str:
+def push_stage(
+    run_dir: str | os.PathLike[str], stage: str, target: HubTargets, *, no_push: bool = False
+) -> str:
     """Push a finished stage's checkpoint with its card and the run manifest; return ``"repo@revision"``."""
     run_dir = Path(run_dir)
-    return _push_model(run_dir, load_manifest(run_dir), run_dir / MANIFEST_NAME, stage, target, no_push=no_push)
+    return _push_model(
+        run_dir, load_manifest(run_dir), run_dir / MANIFEST_NAME, stage, target, no_push=no_push
+    )
 
 
 def push_stage_output(
-    output_dir: str | os.PathLike[str], stage: str, target: HubTargets, *, entry: Mapping[str, Any] | None = None
+    output_dir: str | os.PathLike[str],
+    stage: str,
+    target: HubTargets,
+    *,
+    entry: Mapping[str, Any] | None = None,
 ) -> str:
     """Push a stage's output directory right after the stage ran (recipe ``push_to_hub``); return the ref.
 
@@ -466,7 +480,9 @@ def _push_model(
         raise FileNotFoundError(f"checkpoint of stage {stage!r} not found at {checkpoint}")
     ref = target.model(stage)
     # the trainer's own README is replaced by our card; optimizer state does not belong in a model repo
-    files: dict[str, FileSource] = {**_checkpoint_files(checkpoint, (*DEFAULT_CHECKPOINT_IGNORE, "README.md"))}
+    files: dict[str, FileSource] = dict(
+        _checkpoint_files(checkpoint, (*DEFAULT_CHECKPOINT_IGNORE, "README.md"))
+    )
     stage_dir = run_dir / (entry.get("output_dir") or stage)
     files.update({name: stage_dir / name for name in STAGE_EXTRA_FILES if (stage_dir / name).is_file()})
     files["README.md"] = str(_model_card(run_dir, manifest, stage, ref, target)).encode("utf-8")
@@ -481,7 +497,9 @@ def _push_model(
     return str(ref)
 
 
-def _model_card(run_dir: Path, manifest: Mapping[str, Any], stage: str, ref: HubRef, target: HubTargets) -> Any:
+def _model_card(
+    run_dir: Path, manifest: Mapping[str, Any], stage: str, ref: HubRef, target: HubTargets
+) -> ModelCard:
     inputs = manifest["stages"][stage].get("inputs") or {}
     return build_model_card(
         ModelCardContext(
@@ -532,22 +550,33 @@ def push_datasets(
             pushed_ref=str(ref),
             source_model=target.resolve_model((entry.get("inputs") or {}).get("model"), run_dir, manifest),
             sets=tuple(
-                _generated_set(name, data, ref, stats[name], _set_source(stats[name], target, run_dir, manifest))
+                _generated_set(
+                    name, data, ref, stats[name], _set_source(stats[name], target, run_dir, manifest)
+                )
                 for name, data in loaded.items()
             ),
             hub_metadata=hub_metadata,
             license=target.license,
         )
     )
-    files: dict[str, FileSource] = {"README.md": str(card).encode("utf-8"), MANIFEST_NAME: run_dir / MANIFEST_NAME}
+    files: dict[str, FileSource] = {
+        "README.md": str(card).encode("utf-8"),
+        MANIFEST_NAME: run_dir / MANIFEST_NAME,
+    }
     files.update(
-        {f"stats/{name}.json": run_dir / path / STATS_NAME for name, path in entry["datasets"].items() if stats[name]}
+        {
+            f"stats/{name}.json": run_dir / path / STATS_NAME
+            for name, path in entry["datasets"].items()
+            if stats[name]
+        }
     )
     if no_push:
         _materialize(folder, files, shutil.copy2)
         logger.info("no_push: wrote what would be pushed to %s into %s", ref, folder)
     else:
-        _upload_files(ref, files, f"{message}: card, manifest and statistics", target, what="pushing the card")
+        _upload_files(
+            ref, files, f"{message}: card, manifest and statistics", target, what="pushing the card"
+        )
         logger.info("pushed %d datasets of stage %s to %s", len(loaded), stage, ref)
     return {name: HubRef(ref.repo_id, ref.revision, "dataset", name) for name in loaded}
 
@@ -570,7 +599,7 @@ def _push_parquet(ref: HubRef, loaded: Mapping[str, Any], message: str, target: 
             policy=target.retry,
         )
     return with_retries(
-        lambda: _read_card_metadata(ref, target.token),
+        lambda: _read_card_metadata(ref, target),
         what="reading back the dataset card",
         ref=ref,
         policy=target.retry,
@@ -625,10 +654,10 @@ def _set_source(
     return target.resolve_model(checkpoint, run_dir, manifest) if checkpoint else None
 
 
-def _read_card_metadata(ref: HubRef, token: str | None) -> dict[str, Any]:
+def _read_card_metadata(ref: HubRef, target: HubTargets) -> dict[str, Any]:
     """The `configs` / `dataset_info` metadata that `push_to_hub` wrote into the repo's README."""
     with tempfile.TemporaryDirectory(prefix="r1-trl-card-") as cache_dir:
-        path = HfApi(token=token).hf_hub_download(
+        path = target.api().hf_hub_download(
             ref.repo_id, "README.md", repo_type="dataset", revision=ref.revision, cache_dir=cache_dir
         )
         return DatasetCard.load(Path(path)).data.to_dict()
@@ -645,8 +674,8 @@ def _write_parquet_preview(folder: Path, loaded: Mapping[str, Any]) -> dict[str,
     infos = {}
     for name, data in loaded.items():
         splits, download_size = SplitDict(), 0
-        for split, ds in data.items():
-            num_shards = _num_shards(data)[split]
+        for split, num_shards in _num_shards(data).items():
+            ds = data[split]
             for index in range(num_shards):
                 shard = folder / name / f"{split}-{index:05d}-of-{num_shards:05d}.parquet"
                 shard.parent.mkdir(parents=True, exist_ok=True)
@@ -656,7 +685,11 @@ def _write_parquet_preview(folder: Path, loaded: Mapping[str, Any]) -> dict[str,
         features = next(iter(data.values())).features
         dataset_size = sum(info.num_bytes for info in splits.values())
         infos[name] = DatasetInfo(
-            config_name=name, features=features, splits=splits, download_size=download_size, dataset_size=dataset_size
+            config_name=name,
+            features=features,
+            splits=splits,
+            download_size=download_size,
+            dataset_size=dataset_size,
         )
     configs = [
         {"config_name": name, "data_files": [{"split": split, "path": f"{name}/{split}-*"} for split in data]}
@@ -690,7 +723,15 @@ def push_run(
     unknown = sorted(set(stages or ()) - set(manifest["stages"]))
     if unknown:
         raise KeyError(f"stages {unknown} are not in the manifest of {run_dir}")
-    target = HubTargets(repo_id, dataset_repo_id, layout, private, token, license, retry or RetryPolicy())
+    target = HubTargets(
+        repo_id,
+        dataset_repo_id,
+        layout,
+        private=private,
+        token=token,
+        license=license,
+        retry=retry or RetryPolicy(),
+    )
     pushed: dict[str, dict[str, Any]] = {}
     for stage in ordered_stages(manifest):
         if stages is not None and stage not in stages:
@@ -797,7 +838,9 @@ class CheckpointPusher(TrainerCallback):
 def _snapshot(checkpoint: Path, ignore_patterns: Sequence[str]) -> Path:
     """Hard-link (or copy, across filesystems) a checkpoint into a temporary folder next to it."""
     holder = Path(tempfile.mkdtemp(prefix=".hub-push-", dir=checkpoint.parent))
-    return _materialize(holder / checkpoint.name, _checkpoint_files(checkpoint, ignore_patterns), _link_or_copy)
+    return _materialize(
+        holder / checkpoint.name, _checkpoint_files(checkpoint, ignore_patterns), _link_or_copy
+    )
 
 
 # ---- a training stage that pushes itself (recipe push_to_hub) ------------------------------------------------
