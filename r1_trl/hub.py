@@ -324,9 +324,19 @@ def with_retries(action: Callable[[], T], *, what: str, ref: HubRef, policy: Ret
 
 # ---- commits: a folder, uploaded to a branch ----------------------------------------------------------------
 def _upload_folder(
-    api: HfApi, ref: HubRef, folder: Path, message: str, target: HubTargets, *, what: str
+    api: HfApi,
+    ref: HubRef,
+    folder: Path,
+    message: str,
+    target: HubTargets,
+    *,
+    what: str,
+    mirror: bool = False,
 ) -> None:
-    """One commit of `folder` to `ref`, creating the repo and the branch as needed; retried as a whole."""
+    """One commit of `folder` to `ref`, creating the repo and the branch as needed; retried as a whole.
+
+    With `mirror`, files on the revision that are not in `folder` are deleted in the same commit (a model
+    revision holds exactly one checkpoint: no stale weight shards from an earlier push)."""
 
     def upload() -> None:
         api.create_repo(ref.repo_id, repo_type=ref.repo_type, private=target.private, exist_ok=True)
@@ -338,18 +348,19 @@ def _upload_folder(
             repo_type=ref.repo_type,
             revision=ref.revision,
             commit_message=message,
+            delete_patterns="*" if mirror else None,
         )
 
     with_retries(upload, what=what, ref=ref, policy=target.retry)
 
 
 def _upload_files(
-    ref: HubRef, files: Mapping[str, FileSource], message: str, target: HubTargets, *, what: str
+    ref: HubRef, files: Mapping[str, FileSource], message: str, target: HubTargets, *, what: str, mirror: bool
 ) -> None:
     """Commit `files` (repo path -> source) to `ref`, through a temporary folder of symlinks to them."""
     with tempfile.TemporaryDirectory(prefix="r1-trl-push-") as staging:
         folder = _materialize(Path(staging), files, _symlink)
-        _upload_folder(target.api(), ref, folder, message, target, what=what)
+        _upload_folder(target.api(), ref, folder, message, target, what=what, mirror=mirror)
 
 
 def _materialize(folder: Path, files: Mapping[str, FileSource], place: Place) -> Path:
@@ -492,7 +503,7 @@ def _push_model(
         logger.info("no_push: wrote what would be pushed to %s into %s", ref, folder)
         return str(ref)
     message = f"r1-trl: {stage} checkpoint of run {manifest.get('run_id', '?')}"
-    _upload_files(ref, files, message, target, what=f"pushing the {stage} checkpoint")
+    _upload_files(ref, files, message, target, what=f"pushing the {stage} checkpoint", mirror=True)
     logger.info("pushed stage %s to %s", stage, ref)
     return str(ref)
 
@@ -574,9 +585,8 @@ def push_datasets(
         _materialize(folder, files, shutil.copy2)
         logger.info("no_push: wrote what would be pushed to %s into %s", ref, folder)
     else:
-        _upload_files(
-            ref, files, f"{message}: card, manifest and statistics", target, what="pushing the card"
-        )
+        message = f"{message}: card, manifest and statistics"
+        _upload_files(ref, files, message, target, what="pushing the card", mirror=False)
         logger.info("pushed %d datasets of stage %s to %s", len(loaded), stage, ref)
     return {name: HubRef(ref.repo_id, ref.revision, "dataset", name) for name in loaded}
 
@@ -830,7 +840,8 @@ class CheckpointPusher(TrainerCallback):
                 shutil.copytree(snapshot, preview)
                 return
             message = f"r1-trl: {self.stage} {snapshot.name}"
-            _upload_folder(self.api, ref, snapshot, message, self.target, what=f"uploading {snapshot.name}")
+            what = f"uploading {snapshot.name}"
+            _upload_folder(self.api, ref, snapshot, message, self.target, what=what, mirror=True)
         finally:
             shutil.rmtree(snapshot.parent, ignore_errors=True)
 

@@ -295,6 +295,20 @@ def test_push_stage_repo_layout_uses_one_repo_per_stage(hub: FakeHub, run_dir: P
     )
 
 
+def test_a_repush_leaves_exactly_the_new_checkpoint_on_the_revision(hub: FakeHub, run_dir: Path) -> None:
+    push_stage(run_dir, "r1-zero", TARGET)
+    checkpoint = run_dir / "r1-zero" / "checkpoint"
+    (checkpoint / "generation_config.json").unlink()  # e.g. retrained: another set of files
+    (checkpoint / "added.json").write_text("{}")
+
+    push_stage(run_dir, "r1-zero", TARGET)
+
+    files = hub.files(REPO, "r1-zero")
+    assert "generation_config.json" not in files and files["added.json"] == b"{}"
+    assert {".gitattributes", "model.safetensors", "README.md", "manifest.json"} <= set(files)
+    assert len(hub.history(REPO, "r1-zero")) == 3  # branch point, first push, one commit for the second
+
+
 def test_push_stage_rejects_unfinished_and_data_only_stages(hub: FakeHub, run_dir: Path) -> None:
     with pytest.raises(ValueError, match="status 'running'"):
         push_stage(run_dir, "reasoning-rl", TARGET)
