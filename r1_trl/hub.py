@@ -17,7 +17,8 @@ push only commits what changed (card, manifest): ``upload_folder`` skips files a
 The moving of bytes is ``huggingface_hub``'s and ``datasets``': ``create_repo(exist_ok=True)``,
 ``create_branch(exist_ok=True)`` and ``upload_folder(revision=...)`` for each commit (a model stage is one
 commit: its checkpoint, card, ``manifest.json`` and the stage's ``results.json`` / ``recipe.yaml`` /
-``curves.png``, assembled as a folder of symlinks), ``HfApi.run_as_future`` for background checkpoint pushes,
+``curves.png``, assembled as a folder of symlinks; ``delete_patterns`` drops what an earlier push left on the
+revision), ``HfApi.run_as_future`` for background checkpoint pushes,
 ``DatasetDict.push_to_hub(config_name=..., revision=...)`` for generated sets (parquet shards and the card's
 ``configs`` / ``dataset_info`` metadata). Local inputs that are outputs of earlier stages of the same run are
 written as the Hub references those stages are pushed to, so the cards chain together.
@@ -835,9 +836,8 @@ class CheckpointPusher(TrainerCallback):
     def _push_snapshot(self, snapshot: Path, ref: HubRef) -> None:
         try:
             if self.preview_root is not None:
-                preview = self.preview_root / f"{ref.repo_type}s" / ref.repo_id / ref.revision
-                shutil.rmtree(preview, ignore_errors=True)
-                shutil.copytree(snapshot, preview)
+                preview = _fresh_dir(self.preview_root / f"{ref.repo_type}s" / ref.repo_id / ref.revision)
+                shutil.copytree(snapshot, preview, dirs_exist_ok=True)
                 return
             message = f"r1-trl: {self.stage} {snapshot.name}"
             what = f"uploading {snapshot.name}"

@@ -517,6 +517,38 @@ def test_no_push_writes_the_same_layout_locally(hub: FakeHub, run_dir: Path) -> 
     assert str(data_refs["cold_start"]) == f"{DATA_REPO}@cold-start-data"
 
 
+def test_no_push_preview_matches_a_push_of_several_sharded_sets(
+    hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import r1_trl.hub
+
+    run_dir = tmp_path / "run"
+    for name, rows in (("b_set", 3), ("a_set", 5)):
+        data = datasets.Dataset.from_dict({"x": list(range(rows)), "text": [str(i) for i in range(rows)]})
+        data.save_to_disk(str(run_dir / "distill" / "datasets" / name))
+    sets = {name: f"distill/datasets/{name}" for name in ("b_set", "a_set")}
+    manifest = {"run_id": "r", "stages": {"distill": _stage("done", output_dir="distill", datasets=sets)}}
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    monkeypatch.setattr(r1_trl.hub, "MAX_SHARD_BYTES", 50)  # a_set (65 bytes of Arrow data) takes two shards
+
+    push_datasets(run_dir, "distill", TARGET, no_push=True)
+    push_datasets(run_dir, "distill", TARGET)
+
+    preview = run_dir / "hub" / "datasets" / DATA_REPO / "distill"
+    pushed = hub.files(DATA_REPO, "distill", repo_type="dataset")
+    local = {p.relative_to(preview).as_posix() for p in preview.rglob("*") if p.is_file()}
+    assert local == set(pushed) - {".gitattributes"}
+    assert {"a_set/train-00000-of-00002.parquet", "a_set/train-00001-of-00002.parquet"} <= local
+    local_card = DatasetCard((preview / "README.md").read_text())
+    pushed_card = DatasetCard(pushed["README.md"].decode())
+    assert local_card.data.configs == pushed_card.data.configs
+    assert [c["config_name"] for c in pushed_card.data.configs] == ["a_set", "b_set"]
+    infos = zip(local_card.data.dataset_info, pushed_card.data.dataset_info, strict=True)
+    for local_info, pushed_info in infos:
+        assert local_info["features"] == pushed_info["features"]
+        assert local_info["splits"] == pushed_info["splits"]
+
+
 def test_push_run_pushes_every_finished_stage(hub: FakeHub, run_dir: Path) -> None:
     before = _tree_digest(run_dir)
 
