@@ -273,7 +273,8 @@ def test_pushed_revision_loads_back_as_a_model(hub: FakeHub, run_dir: Path, tmp_
 
 
 def test_push_stage_repo_layout_uses_one_repo_per_stage(hub: FakeHub, run_dir: Path) -> None:
-    ref = push_stage(run_dir, "cold-start-sft", HubTargets(REPO, DATA_REPO, "repo", private=True, retry=FAST_RETRY))
+    target = HubTargets(REPO, DATA_REPO, "repo", private=True, retry=FAST_RETRY)
+    ref = push_stage(run_dir, "cold-start-sft", target)
 
     assert ref == f"{REPO}-cold-start-sft@main"
     assert hub.branches(f"{REPO}-cold-start-sft") == {"main"}
@@ -288,7 +289,8 @@ def test_push_stage_repo_layout_uses_one_repo_per_stage(hub: FakeHub, run_dir: P
     assert "`tester/tiny-r1-datasets-cold-start-data` | main | cold_start |" in card.text
     assert "No held-out" not in card.text
 
-    refs = push_datasets(run_dir, "cold-start-data", HubTargets(REPO, DATA_REPO, "repo", retry=FAST_RETRY))
+    data_target = HubTargets(REPO, DATA_REPO, "repo", retry=FAST_RETRY)
+    refs = push_datasets(run_dir, "cold-start-data", data_target)
     assert str(refs["cold_start"]) == f"{DATA_REPO}-cold-start-data@main"
     assert "cold_start/train-00000-of-00001.parquet" in hub.files(
         f"{DATA_REPO}-cold-start-data", "main", repo_type="dataset"
@@ -473,7 +475,8 @@ def test_checkpoint_pusher_preview_mode_copies_instead_of_pushing(hub: FakeHub, 
     checkpoint = tmp_path / "out" / "checkpoint-5"
     _tiny_model().save_pretrained(checkpoint)
     (checkpoint / "optimizer.pt").write_bytes(b"state")
-    pusher = CheckpointPusher(HubTargets(REPO, layout="repo"), "rl-all", preview_root=tmp_path / "run" / "hub")
+    preview_root = tmp_path / "run" / "hub"
+    pusher = CheckpointPusher(HubTargets(REPO, layout="repo"), "rl-all", preview_root=preview_root)
     args = TrainingArguments(output_dir=str(tmp_path / "out"), report_to=[], use_cpu=True)
 
     pusher.on_save(args, TrainerState(global_step=5), TrainerControl())
