@@ -121,11 +121,12 @@ class R1StageArguments:
                   "goes on; false: push only the final checkpoint."},
     )
     hub_push_attempts: int = field(
-        default=5, metadata={"help": "Attempts per Hub request before a push is given up (transient errors only)."}
+        default=5, metadata={"help": "Attempts per Hub push step (repo/branch creation with its commit, or one "
+                             "dataset config) before a push is given up (transient errors only)."}
     )
     hub_push_backoff: float = field(
         default=2.0,
-        metadata={"help": "Seconds before the first retry of a failed Hub request; doubles on every retry."},
+        metadata={"help": "Seconds before the first retry of a failed Hub push step; doubles on every retry."},
     )
 
     def validate_stage_fields(self) -> None:

@@ -8,25 +8,32 @@ Scheme (one for models, the same for datasets):
 * ``layout="repo"``: stage ``s`` goes to ``f"{repo_id}-{s}"`` (and ``f"{dataset_repo_id}-{s}"``) on ``main``.
 * Intermediate checkpoints (``CheckpointPusher``) go to branch ``f"{s}-step-{N}"`` of the stage's model repo.
 
-Two ways in: ``push_run`` / ``push_stage`` push a (pipeline) run directory after the fact; a training stage whose
-recipe sets ``push_to_hub`` pushes itself through ``StagePublisher`` (step branches during training, the final
+Where and how a run is pushed (repo ids, layout, privacy, token, license, retries) is one `HubTargets`. Two ways
+in: ``push_run`` / ``push_stage`` push a (pipeline) run directory after the fact; a training stage whose recipe
+sets ``push_to_hub`` pushes itself through ``StagePublisher`` (step branches during training, the final
 checkpoint to the stage's revision when it ends). Both name things the same way, so when both are on the second
-push only commits what changed (card, manifest): the client skips files already on the branch.
+push only commits what changed (card, manifest): ``upload_folder`` skips files already on the branch.
 
-Every commit carries the run's ``manifest.json`` (lineage), a card (``README.md``) and, for models, the stage's
-``results.json``, ``recipe.yaml`` and ``curves.png`` when present. Local inputs that are outputs of earlier stages
-of the same run are written as the Hub references those stages are pushed to, so the cards chain together.
+The moving of bytes is ``huggingface_hub``'s and ``datasets``': ``create_repo(exist_ok=True)``,
+``create_branch(exist_ok=True)`` and ``upload_folder(revision=...)`` for each commit (a model stage is one
+commit: its checkpoint, card, ``manifest.json`` and the stage's ``results.json`` / ``recipe.yaml`` /
+``curves.png``, assembled as a folder of symlinks; ``delete_patterns`` drops what an earlier push left on the
+revision), ``HfApi.run_as_future`` for background checkpoint pushes,
+``DatasetDict.push_to_hub(config_name=..., revision=...)`` for generated sets (parquet shards and the card's
+``configs`` / ``dataset_info`` metadata). Local inputs that are outputs of earlier stages of the same run are
+written as the Hub references those stages are pushed to, so the cards chain together.
 
-Pushes only read the run directory. Transient Hub failures (5xx, 408, 429, connection errors) are retried with
-exponential backoff; anything else, or running out of attempts, raises ``HubPushError`` naming repo and
-revision. ``no_push=True`` writes the same files under ``run_dir/hub/<models|datasets>/<repo_id>/<revision>/``
-instead. Authentication is whatever ``huggingface_hub`` finds (``HF_TOKEN``, ``hf auth login``); the endpoint is
-``HF_ENDPOINT``.
+Pushes only read the run directory. ``huggingface_hub`` retries its upload requests (pre-upload, LFS) itself
+but never the commit call, nor repo/branch creation; `with_retries` adds the missing part: each whole step is
+retried on transient failures (5xx, 408, 429, connection errors) with exponential backoff, which is safe
+because a repeated ``upload_folder`` skips what already arrived. Anything else, or running out of attempts,
+raises ``HubPushError`` naming repo and revision. ``no_push=True`` writes the same files under
+``run_dir/hub/<models|datasets>/<repo_id>/<revision>/`` instead. Authentication is whatever ``huggingface_hub``
+finds (``HF_TOKEN``, ``hf auth login``); the endpoint is ``HF_ENDPOINT``.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import importlib
 import json
 import logging
@@ -37,13 +44,14 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from huggingface_hub import CommitOperationAdd, DatasetCard, HfApi
+from huggingface_hub import DatasetCard, HfApi, ModelCard
 from huggingface_hub.errors import HfHubHTTPError
+from huggingface_hub.utils import filter_repo_objects
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from r1_trl import __version__
@@ -63,10 +71,13 @@ logger = logging.getLogger(__name__)
 
 Layout = Literal["branch", "repo"]
 T = TypeVar("T")
+FileSource = Path | bytes  # a file to commit: a local path, or content made here (cards, lineage)
+Place = Callable[[str, str], object]  # how a local file gets into a folder to upload: link or copy
 
 MANIFEST_NAME = "manifest.json"
 STATS_NAME = "stats.json"
-SOURCE_CHECKPOINT_KEY = "source_checkpoint"  # in a generated set's stats.json: the checkpoint that generated it
+# in a generated set's stats.json: the checkpoint that generated it
+SOURCE_CHECKPOINT_KEY = "source_checkpoint"
 PREVIEW_DIR = "hub"
 STAGE_EXTRA_FILES = ("results.json", "recipe.yaml", "curves.png")
 # Trainer state that is large and only needed to resume on the same machine; not pushed for step branches.
@@ -78,6 +89,9 @@ DEFAULT_CHECKPOINT_IGNORE = (
     "rng_state*.pth",
     "global_step*",
 )
+# Parquet shards of a generated set: one per this many bytes of Arrow data (datasets' own default, 500MB); passed
+# to push_to_hub so the no-push preview shards the same way.
+MAX_SHARD_BYTES = 500 * 10**6
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 _REVISION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _HUB_ID = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)(?:@(?P<revision>.+))?$")
@@ -148,21 +162,34 @@ def default_dataset_repo(repo_id: str) -> str:
     return f"{repo_id}-datasets"
 
 
-# ---- where things go, and how local inputs map to Hub references -----------------------------------------
+# ---- where things go, how they get there, and how local inputs map to Hub references ---------------------
 @dataclass(frozen=True)
 class HubTargets:
-    """The naming scheme of one run on the Hub."""
+    """Where and how one run is pushed: the naming scheme, plus repo settings, credentials and retries.
 
-    repo_id: str | None  # None: checkpoints are not pushed, so they stay local paths in cards
-    dataset_repo_id: str | None
+    `repo_id` None: checkpoints are not pushed, so they stay local paths in cards. `dataset_repo_id` defaults
+    to ``f"{repo_id}-datasets"``; it is None only without a model repo (generated sets stay local paths too).
+    """
+
+    repo_id: str | None
+    dataset_repo_id: str | None = None
     layout: Layout = "branch"
+    private: bool | None = None
+    token: str | None = None
+    license: str = "apache-2.0"
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
 
     def __post_init__(self) -> None:
         if self.layout not in ("branch", "repo"):
             raise ValueError(f"layout must be 'branch' or 'repo', got {self.layout!r}")
+        if self.dataset_repo_id is None and self.repo_id is not None:
+            object.__setattr__(self, "dataset_repo_id", default_dataset_repo(self.repo_id))
         for repo in (self.repo_id, self.dataset_repo_id):
             if repo is not None and (repo.count("/") != 1 or not all(repo.split("/"))):
                 raise ValueError(f"Hub repo ids must look like 'owner/name', got {repo!r}")
+
+    def api(self) -> HfApi:
+        return HfApi(token=self.token, library_name="r1-trl", library_version=__version__)
 
     def model(self, stage: str) -> HubRef:
         return self._ref(self.repo_id, stage, "model")
@@ -247,7 +274,7 @@ def _external_ref(text: str, run_dir: Path) -> Ref:
     return Ref(text, local=True)
 
 
-# ---- retries ------------------------------------------------------------------------------------------------
+# ---- retries: what huggingface_hub leaves to the caller ----------------------------------------------------
 def _transport_errors() -> tuple[type[BaseException], ...]:
     found: list[type[BaseException]] = [ConnectionError, TimeoutError]
     for module_name in ("httpx2", "httpx"):  # huggingface_hub 2.x ships httpx2, 1.x uses httpx
@@ -283,75 +310,91 @@ def with_retries(action: Callable[[], T], *, what: str, ref: HubRef, policy: Ret
             return action()
         except Exception as error:  # noqa: BLE001 - every failure is reported as a HubPushError below
             transient = is_transient(error)
-            if transient and attempt < policy.attempts:
-                delay = policy.delay(attempt)
-                logger.warning(
-                    "%s to %s repo %s@%s failed (%s); retry %d/%d in %.2fs",
-                    what,
-                    ref.repo_type,
-                    ref.repo_id,
-                    ref.revision,
-                    error,
-                    attempt,
-                    policy.attempts - 1,
-                    delay,
-                )
-                time.sleep(delay)
-                continue
-            reason = f"after {attempt} attempts" if transient else "(not retried: not a transient error)"
-            raise HubPushError(
-                f"{what} to {ref.repo_type} repo {ref.repo_id!r} at revision {ref.revision!r} failed {reason}: "
-                f"{type(error).__name__}: {error}. The local run directory was not changed."
-            ) from error
+            if not transient or attempt == policy.attempts:
+                reason = f"after {attempt} attempts" if transient else "(not retried: not a transient error)"
+                raise HubPushError(
+                    f"{what} to {ref.repo_type} repo {ref.repo_id!r} at revision {ref.revision!r} failed "
+                    f"{reason}: {type(error).__name__}: {error}. The local run directory was not changed."
+                ) from error
+            delay = policy.delay(attempt)
+            retry = f"retry {attempt}/{policy.attempts - 1} in {delay:.2f}s"
+            logger.warning("%s to %s failed (%s); %s", what, ref, error, retry)
+            time.sleep(delay)
     raise AssertionError("unreachable")
 
 
-# ---- commits ------------------------------------------------------------------------------------------------
-FileSource = Path | bytes
-
-
-def _make_api(token: str | None) -> HfApi:
-    return HfApi(token=token, library_name="r1-trl", library_version=__version__)
-
-
-def _ensure_revision(api: HfApi, ref: HubRef, *, private: bool | None, policy: RetryPolicy) -> None:
-    with_retries(
-        lambda: api.create_repo(ref.repo_id, repo_type=ref.repo_type, private=private, exist_ok=True),
-        what="creating the repo",
-        ref=ref,
-        policy=policy,
-    )
-    if ref.revision != "main":
-        with_retries(
-            lambda: api.create_branch(
-                ref.repo_id, branch=ref.revision, repo_type=ref.repo_type, exist_ok=True
-            ),
-            what="creating the branch",
-            ref=ref,
-            policy=policy,
-        )
-
-
-def _commit_files(
-    api: HfApi, ref: HubRef, files: Mapping[str, FileSource], message: str, policy: RetryPolicy
+# ---- commits: a folder, uploaded to a branch ----------------------------------------------------------------
+def _upload_folder(
+    api: HfApi,
+    ref: HubRef,
+    folder: Path,
+    message: str,
+    target: HubTargets,
+    *,
+    what: str,
+    mirror: bool = False,
 ) -> None:
-    def commit() -> None:
-        # Operations are mutated by create_commit, so every attempt gets fresh ones.
-        operations = [
-            CommitOperationAdd(
-                path_in_repo=path, path_or_fileobj=str(source) if isinstance(source, Path) else source
-            )
-            for path, source in files.items()
-        ]
-        api.create_commit(
-            ref.repo_id,
-            operations=operations,
-            commit_message=message,
-            revision=ref.revision,
+    """One commit of `folder` to `ref`, creating the repo and the branch as needed; retried as a whole.
+
+    With `mirror`, files on the revision that are not in `folder` are deleted in the same commit (a model
+    revision holds exactly one checkpoint: no stale weight shards from an earlier push)."""
+
+    def upload() -> None:
+        api.create_repo(ref.repo_id, repo_type=ref.repo_type, private=target.private, exist_ok=True)
+        if ref.revision != "main":
+            api.create_branch(ref.repo_id, branch=ref.revision, repo_type=ref.repo_type, exist_ok=True)
+        api.upload_folder(
+            repo_id=ref.repo_id,
+            folder_path=folder,
             repo_type=ref.repo_type,
+            revision=ref.revision,
+            commit_message=message,
+            delete_patterns="*" if mirror else None,
         )
 
-    with_retries(commit, what=f"committing {len(files)} files", ref=ref, policy=policy)
+    with_retries(upload, what=what, ref=ref, policy=target.retry)
+
+
+def _upload_files(
+    ref: HubRef, files: Mapping[str, FileSource], message: str, target: HubTargets, *, what: str, mirror: bool
+) -> None:
+    """Commit `files` (repo path -> source) to `ref`, through a temporary folder of symlinks to them."""
+    with tempfile.TemporaryDirectory(prefix="r1-trl-push-") as staging:
+        folder = _materialize(Path(staging), files, _symlink)
+        _upload_folder(target.api(), ref, folder, message, target, what=what, mirror=mirror)
+
+
+def _materialize(folder: Path, files: Mapping[str, FileSource], place: Place) -> Path:
+    """Lay `files` out under `folder` by repo path: content is written, local files are linked or copied."""
+    for path, source in files.items():
+        destination = folder / path
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(source, Path):
+            place(str(source), str(destination))
+        else:
+            destination.write_bytes(source)
+    return folder
+
+
+def _symlink(source: str, destination: str) -> None:
+    os.symlink(os.path.abspath(source), destination)
+
+
+def _link_or_copy(source: str, destination: str) -> None:
+    try:
+        os.link(source, destination)
+    except OSError:  # another filesystem
+        shutil.copy2(source, destination)
+
+
+def _checkpoint_files(checkpoint: Path, ignore_patterns: Sequence[str]) -> dict[str, Path]:
+    """The files of a checkpoint by repo path, without those matching `ignore_patterns`."""
+    paths = sorted(
+        path.relative_to(checkpoint).as_posix() for path in checkpoint.rglob("*") if path.is_file()
+    )
+    return {
+        path: checkpoint / path for path in filter_repo_objects(paths, ignore_patterns=list(ignore_patterns))
+    }
 
 
 def preview_dir(run_dir: Path, ref: HubRef) -> Path:
@@ -367,71 +410,23 @@ def _fresh_dir(path: Path) -> Path:
     return path
 
 
-def _write_files(target: Path, files: Mapping[str, FileSource]) -> None:
-    for path, source in files.items():
-        destination = target / path
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(source, Path):
-            shutil.copy2(source, destination)
-        else:
-            destination.write_bytes(source)
-
-
-def _folder_files(folder: Path, ignore_patterns: tuple[str, ...] = ()) -> dict[str, Path]:
-    """Files under `folder` by repo path, skipping any whose path has a part matching `ignore_patterns`."""
-    files = {}
-    for path in sorted(folder.rglob("*")):
-        relative = path.relative_to(folder)
-        ignored = any(
-            fnmatch.fnmatch(part, pattern) for part in relative.parts for pattern in ignore_patterns
-        )
-        if path.is_file() and not ignored:
-            files[relative.as_posix()] = path
-    return files
-
-
 # ---- stages -------------------------------------------------------------------------------------------------
 def push_stage(
-    run_dir: str | os.PathLike[str],
-    stage: str,
-    repo_id: str,
-    *,
-    layout: Layout = "branch",
-    private: bool | None = None,
-    token: str | None = None,
-    dataset_repo_id: str | None = None,
-    license: str = "apache-2.0",  # noqa: A002 - the Hub metadata field is called license
-    no_push: bool = False,
-    retry: RetryPolicy | None = None,
+    run_dir: str | os.PathLike[str], stage: str, target: HubTargets, *, no_push: bool = False
 ) -> str:
     """Push a finished stage's checkpoint with its card and the run manifest; return ``"repo@revision"``."""
     run_dir = Path(run_dir)
     return _push_model(
-        run_dir,
-        load_manifest(run_dir),
-        run_dir / MANIFEST_NAME,
-        stage,
-        HubTargets(repo_id, dataset_repo_id or default_dataset_repo(repo_id), layout),
-        private=private,
-        token=token,
-        license=license,
-        no_push=no_push,
-        retry=retry,
+        run_dir, load_manifest(run_dir), run_dir / MANIFEST_NAME, stage, target, no_push=no_push
     )
 
 
 def push_stage_output(
     output_dir: str | os.PathLike[str],
     stage: str,
-    repo_id: str,
+    target: HubTargets,
     *,
     entry: Mapping[str, Any] | None = None,
-    layout: Layout = "branch",
-    private: bool | None = None,
-    token: str | None = None,
-    dataset_repo_id: str | None = None,
-    license: str = "apache-2.0",  # noqa: A002 - the Hub metadata field is called license
-    retry: RetryPolicy | None = None,
 ) -> str:
     """Push a stage's output directory right after the stage ran (recipe ``push_to_hub``); return the ref.
 
@@ -443,18 +438,8 @@ def push_stage_output(
     """
     output_dir = Path(output_dir).resolve()
     manifest = stage_lineage(output_dir, stage, entry or {})
-    return _push_model(
-        output_dir.parent,
-        manifest,
-        json.dumps(manifest, indent=2, default=str).encode("utf-8"),
-        stage,
-        HubTargets(repo_id, dataset_repo_id or default_dataset_repo(repo_id), layout),
-        private=private,
-        token=token,
-        license=license,
-        no_push=False,
-        retry=retry,
-    )
+    lineage = json.dumps(manifest, indent=2, default=str).encode("utf-8")
+    return _push_model(output_dir.parent, manifest, lineage, stage, target, no_push=False)
 
 
 def stage_lineage(output_dir: Path, stage: str, entry: Mapping[str, Any]) -> dict[str, Any]:
@@ -495,13 +480,9 @@ def _push_model(
     manifest: Mapping[str, Any],
     manifest_source: FileSource,
     stage: str,
-    targets: HubTargets,
+    target: HubTargets,
     *,
-    private: bool | None,
-    token: str | None,
-    license: str,  # noqa: A002 - the Hub metadata field is called license
     no_push: bool,
-    retry: RetryPolicy | None,
 ) -> str:
     entry = stage_entry(manifest, stage)
     if not entry.get("checkpoint"):
@@ -509,145 +490,135 @@ def _push_model(
     checkpoint = run_dir / entry["checkpoint"]
     if not checkpoint.is_dir():
         raise FileNotFoundError(f"checkpoint of stage {stage!r} not found at {checkpoint}")
-    ref = targets.model(stage)
-    inputs = entry.get("inputs") or {}
-    card = build_model_card(
+    ref = target.model(stage)
+    # the trainer's own README is replaced by our card; optimizer state does not belong in a model repo
+    files: dict[str, FileSource] = dict(
+        _checkpoint_files(checkpoint, (*DEFAULT_CHECKPOINT_IGNORE, "README.md"))
+    )
+    stage_dir = run_dir / (entry.get("output_dir") or stage)
+    files.update({name: stage_dir / name for name in STAGE_EXTRA_FILES if (stage_dir / name).is_file()})
+    files["README.md"] = str(_model_card(run_dir, manifest, stage, ref, target)).encode("utf-8")
+    files[MANIFEST_NAME] = manifest_source
+    if no_push:
+        folder = _materialize(_fresh_dir(preview_dir(run_dir, ref)), files, shutil.copy2)
+        logger.info("no_push: wrote what would be pushed to %s into %s", ref, folder)
+        return str(ref)
+    message = f"r1-trl: {stage} checkpoint of run {manifest.get('run_id', '?')}"
+    _upload_files(ref, files, message, target, what=f"pushing the {stage} checkpoint", mirror=True)
+    logger.info("pushed stage %s to %s", stage, ref)
+    return str(ref)
+
+
+def _model_card(
+    run_dir: Path, manifest: Mapping[str, Any], stage: str, ref: HubRef, target: HubTargets
+) -> ModelCard:
+    inputs = manifest["stages"][stage].get("inputs") or {}
+    return build_model_card(
         ModelCardContext(
             manifest=manifest,
             stage=stage,
             run_dir=run_dir,
             pushed_ref=str(ref),
-            base_model=targets.resolve_model(inputs.get("model"), run_dir, manifest),
+            base_model=target.resolve_model(inputs.get("model"), run_dir, manifest),
             datasets={
-                role: targets.resolve_dataset(value, run_dir, manifest)
+                role: target.resolve_dataset(value, run_dir, manifest)
                 for role, value in (inputs.get("datasets") or {}).items()
             },
-            stage_refs=targets.stage_refs(manifest),
-            license=license,
+            stage_refs=target.stage_refs(manifest),
+            license=target.license,
         )
     )
-    # the trainer's own README is replaced by our card; optimizer state does not belong in a model repo
-    files: dict[str, FileSource] = {
-        path: source
-        for path, source in _folder_files(checkpoint, DEFAULT_CHECKPOINT_IGNORE).items()
-        if path != "README.md"
-    }
-    stage_dir = run_dir / (entry.get("output_dir") or stage)
-    files.update({name: stage_dir / name for name in STAGE_EXTRA_FILES if (stage_dir / name).is_file()})
-    files["README.md"] = str(card).encode("utf-8")
-    files[MANIFEST_NAME] = manifest_source
-
-    if no_push:
-        target = _fresh_dir(preview_dir(run_dir, ref))
-        _write_files(target, files)
-        logger.info("no_push: wrote what would be pushed to %s into %s", ref, target)
-        return str(ref)
-    policy = retry or RetryPolicy()
-    api = _make_api(token)
-    _ensure_revision(api, ref, private=private, policy=policy)
-    _commit_files(api, ref, files, f"r1-trl: {stage} checkpoint of run {manifest.get('run_id', '?')}", policy)
-    logger.info("pushed stage %s to %s", stage, ref)
-    return str(ref)
 
 
+# ---- generated datasets -------------------------------------------------------------------------------------
 def push_datasets(
-    run_dir: str | os.PathLike[str],
-    stage: str,
-    dataset_repo_id: str,
-    *,
-    repo_id: str | None = None,
-    layout: Layout = "branch",
-    private: bool | None = None,
-    token: str | None = None,
-    license: str = "apache-2.0",  # noqa: A002 - the Hub metadata field is called license
-    no_push: bool = False,
-    retry: RetryPolicy | None = None,
+    run_dir: str | os.PathLike[str], stage: str, target: HubTargets, *, no_push: bool = False
 ) -> dict[str, HubRef]:
     """Push every dataset a stage generated (one config each) plus a dataset card, manifest and statistics.
 
-    `repo_id` is the run's model repo, used to name the checkpoint that generated the data in the card.
+    Each set goes up with `DatasetDict.push_to_hub`, which writes its parquet shards and the card's ``configs``
+    / ``dataset_info`` metadata; the card is then rebuilt around that metadata and committed with the run's
+    manifest and the sets' ``stats.json``. The model repo of `target` names the generating checkpoint.
     """
     run_dir = Path(run_dir)
     manifest = load_manifest(run_dir)
     entry = stage_entry(manifest, stage)
     if not entry.get("datasets"):
         raise ValueError(f"stage {stage!r} generated no datasets")
-    targets = HubTargets(repo_id, dataset_repo_id, layout)
-    ref = targets.dataset(stage)
-    loaded = {
-        name: _load_generated(run_dir / rel_path, stage, name) for name, rel_path in entry["datasets"].items()
-    }
-    stats = {name: _read_stats(run_dir / rel_path) for name, rel_path in entry["datasets"].items()}
-    extra_files: dict[str, FileSource] = {MANIFEST_NAME: run_dir / MANIFEST_NAME}
-    extra_files.update(
-        {
-            f"stats/{name}.json": run_dir / rel / STATS_NAME
-            for name, rel in entry["datasets"].items()
-            if stats[name]
-        }
-    )
-    policy = retry or RetryPolicy()
+    ref = target.dataset(stage)
+    loaded = {name: _load_generated(run_dir / path, stage, name) for name, path in entry["datasets"].items()}
+    stats = {name: _read_stats(run_dir / path) for name, path in entry["datasets"].items()}
     message = f"r1-trl: {stage} data of run {manifest.get('run_id', '?')}"
     if no_push:
-        target = _fresh_dir(preview_dir(run_dir, ref))
-        hub_metadata = _write_parquet_preview(target, loaded)
+        folder = _fresh_dir(preview_dir(run_dir, ref))
+        hub_metadata = _write_parquet_preview(folder, loaded)
     else:
-        api = _make_api(token)
-        _ensure_revision(api, ref, private=private, policy=policy)
-        for name, data in loaded.items():
-            with_retries(
-                lambda data=data, name=name: data.push_to_hub(
-                    ref.repo_id,
-                    config_name=name,
-                    revision=ref.revision,
-                    token=token,
-                    commit_message=f"{message}: {name}",
-                ),
-                what=f"pushing dataset {name!r}",
-                ref=ref,
-                policy=policy,
-            )
-        hub_metadata = with_retries(
-            lambda: _read_card_metadata(api, ref),
-            what="reading back the dataset card",
-            ref=ref,
-            policy=policy,
-        )
-
+        hub_metadata = _push_parquet(ref, loaded, message, target)
     card = build_dataset_card(
         DatasetCardContext(
             manifest=manifest,
             stage=stage,
             run_dir=run_dir,
             pushed_ref=str(ref),
-            source_model=targets.resolve_model((entry.get("inputs") or {}).get("model"), run_dir, manifest),
+            source_model=target.resolve_model((entry.get("inputs") or {}).get("model"), run_dir, manifest),
             sets=tuple(
-                _generated_set(name, data, ref, stats[name], _set_source(stats[name], targets, run_dir, manifest))
+                _generated_set(
+                    name, data, ref, stats[name], _set_source(stats[name], target, run_dir, manifest)
+                )
                 for name, data in loaded.items()
             ),
             hub_metadata=hub_metadata,
-            license=license,
+            license=target.license,
         )
     )
+    files: dict[str, FileSource] = {
+        "README.md": str(card).encode("utf-8"),
+        MANIFEST_NAME: run_dir / MANIFEST_NAME,
+    }
+    files.update(
+        {
+            f"stats/{name}.json": run_dir / path / STATS_NAME
+            for name, path in entry["datasets"].items()
+            if stats[name]
+        }
+    )
     if no_push:
-        _write_files(target, {"README.md": str(card).encode("utf-8"), **extra_files})
-        logger.info("no_push: wrote what would be pushed to %s into %s", ref, target)
+        _materialize(folder, files, shutil.copy2)
+        logger.info("no_push: wrote what would be pushed to %s into %s", ref, folder)
     else:
-        with_retries(
-            lambda: card.push_to_hub(
-                ref.repo_id,
-                token=token,
-                repo_type="dataset",
-                revision=ref.revision,
-                commit_message=f"{message}: card",
-            ),
-            what="pushing the dataset card",
-            ref=ref,
-            policy=policy,
-        )
-        _commit_files(api, ref, extra_files, f"{message}: manifest and statistics", policy)
+        message = f"{message}: card, manifest and statistics"
+        _upload_files(ref, files, message, target, what="pushing the card", mirror=False)
         logger.info("pushed %d datasets of stage %s to %s", len(loaded), stage, ref)
     return {name: HubRef(ref.repo_id, ref.revision, "dataset", name) for name in loaded}
+
+
+def _push_parquet(ref: HubRef, loaded: Mapping[str, Any], message: str, target: HubTargets) -> dict[str, Any]:
+    """`push_to_hub` every set as its own config; return the `configs` / `dataset_info` it wrote to the card."""
+    for name, data in loaded.items():
+        with_retries(
+            lambda data=data, name=name: data.push_to_hub(
+                ref.repo_id,
+                config_name=name,
+                revision=ref.revision,
+                private=target.private,
+                token=target.token,
+                num_shards=_num_shards(data),
+                commit_message=f"{message}: {name}",
+            ),
+            what=f"pushing dataset {name!r}",
+            ref=ref,
+            policy=target.retry,
+        )
+    return with_retries(
+        lambda: _read_card_metadata(ref, target),
+        what="reading back the dataset card",
+        ref=ref,
+        policy=target.retry,
+    )
+
+
+def _num_shards(data: Any) -> dict[str, int]:
+    return {split: ds.data.nbytes // MAX_SHARD_BYTES + 1 for split, ds in data.items()}
 
 
 def _load_generated(path: Path, stage: str, name: str) -> Any:
@@ -686,61 +657,61 @@ def _generated_set(
 
 
 def _set_source(
-    stats: Mapping[str, Any], targets: HubTargets, run_dir: Path, manifest: Mapping[str, Any]
+    stats: Mapping[str, Any], target: HubTargets, run_dir: Path, manifest: Mapping[str, Any]
 ) -> Ref | None:
     """The checkpoint a set's ``stats.json`` names as its generator (``source_checkpoint``, e.g. the trained
     model of a stage's evaluation details), as the Hub revision it is pushed to when it is a stage checkpoint."""
     checkpoint = stats.get(SOURCE_CHECKPOINT_KEY)
-    return targets.resolve_model(checkpoint, run_dir, manifest) if checkpoint else None
+    return target.resolve_model(checkpoint, run_dir, manifest) if checkpoint else None
 
 
-def _read_card_metadata(api: HfApi, ref: HubRef) -> dict[str, Any]:
+def _read_card_metadata(ref: HubRef, target: HubTargets) -> dict[str, Any]:
     """The `configs` / `dataset_info` metadata that `push_to_hub` wrote into the repo's README."""
     with tempfile.TemporaryDirectory(prefix="r1-trl-card-") as cache_dir:
-        path = api.hf_hub_download(
+        path = target.api().hf_hub_download(
             ref.repo_id, "README.md", repo_type="dataset", revision=ref.revision, cache_dir=cache_dir
         )
-        return DatasetCard(Path(path).read_text(encoding="utf-8")).data.to_dict()
+        return DatasetCard.load(Path(path)).data.to_dict()
 
 
-def _write_parquet_preview(target: Path, loaded: Mapping[str, Any]) -> dict[str, Any]:
-    """Write the parquet shards and card metadata `Dataset.push_to_hub` would, using datasets' own helpers."""
+def _write_parquet_preview(folder: Path, loaded: Mapping[str, Any]) -> dict[str, Any]:
+    """Write what `push_to_hub` would for each set: its parquet shards (`Dataset.to_parquet`, named and split as
+    `push_to_hub` does with `_num_shards`), and the card metadata: ``configs`` in the Hub's documented format,
+    ``dataset_info`` serialized by datasets' own `DatasetInfosDict`."""
     from datasets import DatasetInfo, SplitDict, SplitInfo
-    from datasets import config as datasets_config
     from datasets.info import DatasetInfosDict
-    from datasets.utils.metadata import MetadataConfigs
-    from datasets.utils.py_utils import convert_file_size_to_int
     from huggingface_hub import DatasetCardData
 
-    card_data = DatasetCardData()
-    configs: dict[str, dict[str, Any]] = {}
-    infos: dict[str, DatasetInfo] = {}
-    max_shard = convert_file_size_to_int(datasets_config.MAX_SHARD_SIZE)
+    infos = {}
     for name, data in loaded.items():
-        splits = SplitDict()
-        download_size = 0
-        for split, ds in data.items():
-            num_shards = int(ds.data.nbytes / max_shard) + 1
+        splits, download_size = SplitDict(), 0
+        for split, num_shards in _num_shards(data).items():
+            ds = data[split]
             for index in range(num_shards):
-                shard_path = target / name / f"{split}-{index:05d}-of-{num_shards:05d}.parquet"
-                shard_path.parent.mkdir(parents=True, exist_ok=True)
-                ds.shard(num_shards=num_shards, index=index, contiguous=True).to_parquet(str(shard_path))
-                download_size += shard_path.stat().st_size
+                shard = folder / name / f"{split}-{index:05d}-of-{num_shards:05d}.parquet"
+                shard.parent.mkdir(parents=True, exist_ok=True)
+                ds.shard(num_shards=num_shards, index=index, contiguous=True).to_parquet(str(shard))
+                download_size += shard.stat().st_size
             splits.add(SplitInfo(name=split, num_bytes=ds.data.nbytes, num_examples=len(ds)))
-        configs[name] = {"data_files": [{"split": split, "path": f"{name}/{split}-*"} for split in data]}
-        dataset_size = sum(s.num_bytes for s in splits.values())
+        features = next(iter(data.values())).features
+        dataset_size = sum(info.num_bytes for info in splits.values())
         infos[name] = DatasetInfo(
             config_name=name,
-            features=next(iter(data.values())).features,
+            features=features,
             splits=splits,
             download_size=download_size,
             dataset_size=dataset_size,
         )
-    MetadataConfigs(configs).to_dataset_card_data(card_data)
+    configs = [
+        {"config_name": name, "data_files": [{"split": split, "path": f"{name}/{split}-*"} for split in data]}
+        for name, data in sorted(loaded.items())
+    ]
+    card_data = DatasetCardData(configs=configs)
     DatasetInfosDict(infos).to_dataset_card_data(card_data)
     return card_data.to_dict()
 
 
+# ---- whole runs ---------------------------------------------------------------------------------------------
 def push_run(
     run_dir: str | os.PathLike[str],
     repo_id: str,
@@ -763,15 +734,15 @@ def push_run(
     unknown = sorted(set(stages or ()) - set(manifest["stages"]))
     if unknown:
         raise KeyError(f"stages {unknown} are not in the manifest of {run_dir}")
-    dataset_repo_id = dataset_repo_id or default_dataset_repo(repo_id)
-    common = {
-        "layout": layout,
-        "private": private,
-        "token": token,
-        "license": license,
-        "no_push": no_push,
-        "retry": retry,
-    }
+    target = HubTargets(
+        repo_id,
+        dataset_repo_id,
+        layout,
+        private=private,
+        token=token,
+        license=license,
+        retry=retry or RetryPolicy(),
+    )
     pushed: dict[str, dict[str, Any]] = {}
     for stage in ordered_stages(manifest):
         if stages is not None and stage not in stages:
@@ -782,9 +753,9 @@ def push_run(
             continue
         result: dict[str, Any] = {}
         if entry.get("datasets"):
-            result["datasets"] = push_datasets(run_dir, stage, dataset_repo_id, repo_id=repo_id, **common)
+            result["datasets"] = push_datasets(run_dir, stage, target, no_push=no_push)
         if entry.get("checkpoint"):
-            result["model"] = push_stage(run_dir, stage, repo_id, dataset_repo_id=dataset_repo_id, **common)
+            result["model"] = push_stage(run_dir, stage, target, no_push=no_push)
         if result:
             pushed[stage] = result
     if not pushed:
@@ -797,32 +768,26 @@ class CheckpointPusher(TrainerCallback):
     """Push every saved ``checkpoint-N`` to branch ``{stage}-step-{N}`` in the background.
 
     `on_save` only hard-links the checkpoint into a private snapshot (so checkpoint rotation cannot delete
-    files under an upload) and queues the upload; uploads run one at a time on `HfApi`'s background worker.
-    `wait()` blocks until all queued pushes finished and raises `HubPushError` if any failed; `on_train_end`
-    waits too but only logs failures, so a Hub outage never fails a finished training run.
-    With `preview_root` set (no-push mode) the snapshots are copied to
+    files under an upload) and queues its ``upload_folder`` on `HfApi.run_as_future`'s background worker, which
+    runs uploads one at a time. `wait()` blocks until all queued pushes finished and raises `HubPushError` if
+    any failed; `on_train_end` waits too but only logs failures, so a Hub outage never fails a finished training
+    run. With `preview_root` set (no-push mode) the snapshots are copied to
     ``preview_root/models/<repo>/<stage>-step-<N>/`` instead of being uploaded.
     """
 
     def __init__(
         self,
-        repo_id: str,
+        target: HubTargets,
         stage: str,
         *,
-        layout: Layout = "branch",
-        private: bool | None = None,
-        token: str | None = None,
-        retry: RetryPolicy | None = None,
         ignore_patterns: tuple[str, ...] = DEFAULT_CHECKPOINT_IGNORE,
         preview_root: str | os.PathLike[str] | None = None,
     ) -> None:
-        self.targets = HubTargets(repo_id, None, layout)
+        self.target = target
         self.stage = stage
-        self.private = private
-        self.retry = retry or RetryPolicy()
         self.ignore_patterns = ignore_patterns
         self.preview_root = Path(preview_root) if preview_root is not None else None
-        self.api = _make_api(token)
+        self.api = target.api()
         self.pushes: list[tuple[HubRef, Future[None]]] = []
         self.pushed: list[str] = []  # "repo@revision" of every finished push
         self.failed: list[str] = []  # ... and of every push that failed for good
@@ -837,7 +802,7 @@ class CheckpointPusher(TrainerCallback):
         if not checkpoint.is_dir():
             logger.warning("CheckpointPusher: %s does not exist, nothing to push", checkpoint)
             return
-        ref = self.targets.step(self.stage, state.global_step)
+        ref = self.target.step(self.stage, state.global_step)
         snapshot = _snapshot(checkpoint, self.ignore_patterns)
         self.pushes.append((ref, self.api.run_as_future(self._push_snapshot, snapshot, ref)))
 
@@ -871,40 +836,22 @@ class CheckpointPusher(TrainerCallback):
     def _push_snapshot(self, snapshot: Path, ref: HubRef) -> None:
         try:
             if self.preview_root is not None:
-                target = _fresh_dir(self.preview_root / f"{ref.repo_type}s" / ref.repo_id / ref.revision)
-                _write_files(target, _folder_files(snapshot))
+                preview = _fresh_dir(self.preview_root / f"{ref.repo_type}s" / ref.repo_id / ref.revision)
+                shutil.copytree(snapshot, preview, dirs_exist_ok=True)
                 return
-            _ensure_revision(self.api, ref, private=self.private, policy=self.retry)
-            with_retries(
-                lambda: self.api.upload_folder(
-                    repo_id=ref.repo_id,
-                    folder_path=snapshot,
-                    revision=ref.revision,
-                    commit_message=f"r1-trl: {self.stage} {snapshot.name}",
-                ),
-                what=f"uploading {snapshot.name}",
-                ref=ref,
-                policy=self.retry,
-            )
+            message = f"r1-trl: {self.stage} {snapshot.name}"
+            what = f"uploading {snapshot.name}"
+            _upload_folder(self.api, ref, snapshot, message, self.target, what=what, mirror=True)
         finally:
             shutil.rmtree(snapshot.parent, ignore_errors=True)
 
 
-def _snapshot(checkpoint: Path, ignore_patterns: tuple[str, ...]) -> Path:
+def _snapshot(checkpoint: Path, ignore_patterns: Sequence[str]) -> Path:
     """Hard-link (or copy, across filesystems) a checkpoint into a temporary folder next to it."""
     holder = Path(tempfile.mkdtemp(prefix=".hub-push-", dir=checkpoint.parent))
-    snapshot = holder / checkpoint.name
-
-    def link_or_copy(source: str, destination: str) -> None:
-        try:
-            os.link(source, destination)
-        except OSError:
-            shutil.copy2(source, destination)
-
-    shutil.copytree(
-        checkpoint, snapshot, ignore=shutil.ignore_patterns(*ignore_patterns), copy_function=link_or_copy
+    return _materialize(
+        holder / checkpoint.name, _checkpoint_files(checkpoint, ignore_patterns), _link_or_copy
     )
-    return snapshot
 
 
 # ---- a training stage that pushes itself (recipe push_to_hub) ------------------------------------------------
@@ -915,41 +862,16 @@ class StagePublisher:
     ``checkpoint-N`` the trainer saves goes to branch ``{stage}-step-{N}`` in the background while training
     goes on. After training, `wait_for_checkpoints` waits for those uploads and `push_final` pushes the final
     checkpoint with its card and lineage to the stage's revision (`push_stage_output`), blocking until it is on
-    the Hub. Failures are retried with `retry`; one that persists is logged and reported, never raised: the
-    trained model and every local checkpoint stay as they are, to be pushed again later (`r1-trl push RUN_DIR`
-    for pipeline runs, `push_stage_output` for a stage run on its own).
+    the Hub. Failures are retried with the target's policy; one that persists is logged and reported, never
+    raised: the trained model and every local checkpoint stay as they are, to be pushed again later
+    (`r1-trl push RUN_DIR` for pipeline runs, `push_stage_output` for a stage run on its own).
     """
 
-    def __init__(
-        self,
-        repo_id: str,
-        stage: str,
-        *,
-        layout: Layout = "branch",
-        dataset_repo_id: str | None = None,
-        private: bool | None = None,
-        token: str | None = None,
-        push_checkpoints: bool = True,
-        retry: RetryPolicy | None = None,
-        license: str = "apache-2.0",  # noqa: A002 - the Hub metadata field is called license
-    ) -> None:
-        self.targets = HubTargets(repo_id, dataset_repo_id or default_dataset_repo(repo_id), layout)
+    def __init__(self, target: HubTargets, stage: str, *, push_checkpoints: bool = True) -> None:
+        self.target = target
         self.stage = stage
-        self.ref = self.targets.model(stage)  # checks that the stage name can be a branch
-        self.retry = retry or RetryPolicy()
-        self._push_options: dict[str, Any] = {
-            "layout": layout,
-            "dataset_repo_id": self.targets.dataset_repo_id,
-            "private": private,
-            "token": token,
-            "license": license,
-            "retry": self.retry,
-        }
-        self.checkpoint_pusher = (
-            CheckpointPusher(repo_id, stage, layout=layout, private=private, token=token, retry=self.retry)
-            if push_checkpoints
-            else None
-        )
+        self.ref = target.model(stage)  # checks that there is a model repo and the stage name can be a branch
+        self.checkpoint_pusher = CheckpointPusher(target, stage) if push_checkpoints else None
 
     def callbacks(self) -> list[TrainerCallback]:
         return [self.checkpoint_pusher] if self.checkpoint_pusher is not None else []
@@ -971,9 +893,7 @@ class StagePublisher:
     def push_final(self, output_dir: str | os.PathLike[str], entry: Mapping[str, Any]) -> str | None:
         """Push the stage's output directory to `ref`; None on success, else the error (already logged)."""
         try:
-            repo_id = self.targets.repo_id
-            assert repo_id is not None  # set in __init__
-            push_stage_output(output_dir, self.stage, repo_id, entry=entry, **self._push_options)
+            push_stage_output(output_dir, self.stage, self.target, entry=entry)
         except HubPushError as error:
             logger.error("%s: %s", self.stage, error)
             return str(error)

@@ -11,7 +11,7 @@ import pytest
 from huggingface_hub import ModelCard
 
 from r1_trl import cards
-from r1_trl.hub import push_stage
+from r1_trl.hub import HubTargets, push_stage
 from r1_trl.models import random_tiny_model
 
 NAN = float("nan")
@@ -71,7 +71,8 @@ def test_a_stage_with_a_nan_metric_pushes_with_a_card_that_leaves_it_out(tmp_pat
     run_dir = _run_dir(tmp_path, metrics, metrics)
     random_tiny_model(run_dir / "sft-2" / "checkpoint")
 
-    ref = push_stage(run_dir, "sft-2", "tester/tiny-r1", no_push=True)  # the files a real push would commit
+    # the files a real push would commit
+    ref = push_stage(run_dir, "sft-2", HubTargets("tester/tiny-r1"), no_push=True)
 
     assert ref == "tester/tiny-r1@sft-2"
     card = ModelCard((run_dir / "hub" / "models" / "tester" / "tiny-r1" / "sft-2" / "README.md").read_text())

@@ -37,6 +37,7 @@ from r1_trl.hub import (
 REPO = "tester/tiny-r1"
 DATA_REPO = "tester/tiny-r1-datasets"
 FAST_RETRY = RetryPolicy(attempts=3, base_delay=0.01)
+TARGET = HubTargets(REPO, DATA_REPO, retry=FAST_RETRY)
 BASE_MODEL = "Qwen/Qwen2.5-Math-1.5B@4a83ca6e"
 R1_ZERO_METRICS = {"accuracy": 0.4, "format_rate": 1.0, "mean_completion_length": 118.25}
 SFT_METRICS = {"accuracy": 0.45, "format_rate": 0.95}
@@ -223,7 +224,7 @@ def _card_metrics(card: ModelCard) -> dict[str, Any]:
 
 # ---- model pushes -----------------------------------------------------------------------------------------
 def test_push_stage_branch_layout_commits_checkpoint_card_and_manifest(hub: FakeHub, run_dir: Path) -> None:
-    ref = push_stage(run_dir, "r1-zero", REPO, retry=FAST_RETRY)
+    ref = push_stage(run_dir, "r1-zero", TARGET)
 
     assert ref == f"{REPO}@r1-zero"
     assert hub.branches(REPO) == {"main", "r1-zero"}
@@ -261,7 +262,7 @@ def test_push_stage_branch_layout_commits_checkpoint_card_and_manifest(hub: Fake
 
 
 def test_pushed_revision_loads_back_as_a_model(hub: FakeHub, run_dir: Path, tmp_path: Path) -> None:
-    ref = push_stage(run_dir, "r1-zero", REPO, retry=FAST_RETRY)
+    ref = push_stage(run_dir, "r1-zero", TARGET)
     repo_id, revision = ref.split("@")
 
     reloaded = Qwen2ForCausalLM.from_pretrained(repo_id, revision=revision, cache_dir=tmp_path / "cache")
@@ -272,7 +273,8 @@ def test_pushed_revision_loads_back_as_a_model(hub: FakeHub, run_dir: Path, tmp_
 
 
 def test_push_stage_repo_layout_uses_one_repo_per_stage(hub: FakeHub, run_dir: Path) -> None:
-    ref = push_stage(run_dir, "cold-start-sft", REPO, layout="repo", private=True, retry=FAST_RETRY)
+    target = HubTargets(REPO, DATA_REPO, "repo", private=True, retry=FAST_RETRY)
+    ref = push_stage(run_dir, "cold-start-sft", target)
 
     assert ref == f"{REPO}-cold-start-sft@main"
     assert hub.branches(f"{REPO}-cold-start-sft") == {"main"}
@@ -287,20 +289,35 @@ def test_push_stage_repo_layout_uses_one_repo_per_stage(hub: FakeHub, run_dir: P
     assert "`tester/tiny-r1-datasets-cold-start-data` | main | cold_start |" in card.text
     assert "No held-out" not in card.text
 
-    refs = push_datasets(run_dir, "cold-start-data", DATA_REPO, repo_id=REPO, layout="repo", retry=FAST_RETRY)
+    data_target = HubTargets(REPO, DATA_REPO, "repo", retry=FAST_RETRY)
+    refs = push_datasets(run_dir, "cold-start-data", data_target)
     assert str(refs["cold_start"]) == f"{DATA_REPO}-cold-start-data@main"
     assert "cold_start/train-00000-of-00001.parquet" in hub.files(
         f"{DATA_REPO}-cold-start-data", "main", repo_type="dataset"
     )
 
 
+def test_a_repush_leaves_exactly_the_new_checkpoint_on_the_revision(hub: FakeHub, run_dir: Path) -> None:
+    push_stage(run_dir, "r1-zero", TARGET)
+    checkpoint = run_dir / "r1-zero" / "checkpoint"
+    (checkpoint / "generation_config.json").unlink()  # e.g. retrained: another set of files
+    (checkpoint / "added.json").write_text("{}")
+
+    push_stage(run_dir, "r1-zero", TARGET)
+
+    files = hub.files(REPO, "r1-zero")
+    assert "generation_config.json" not in files and files["added.json"] == b"{}"
+    assert {".gitattributes", "model.safetensors", "README.md", "manifest.json"} <= set(files)
+    assert len(hub.history(REPO, "r1-zero")) == 3  # branch point, first push, one commit for the second
+
+
 def test_push_stage_rejects_unfinished_and_data_only_stages(hub: FakeHub, run_dir: Path) -> None:
     with pytest.raises(ValueError, match="status 'running'"):
-        push_stage(run_dir, "reasoning-rl", REPO, retry=FAST_RETRY)
+        push_stage(run_dir, "reasoning-rl", TARGET)
     with pytest.raises(ValueError, match="no checkpoint"):
-        push_stage(run_dir, "cold-start-data", REPO, retry=FAST_RETRY)
+        push_stage(run_dir, "cold-start-data", TARGET)
     with pytest.raises(KeyError, match="distill"):
-        push_stage(run_dir, "distill", REPO, retry=FAST_RETRY)
+        push_stage(run_dir, "distill", TARGET)
     assert hub.requests_matching("POST", r"/commit/") == []
 
 
@@ -308,7 +325,7 @@ def test_push_stage_rejects_unfinished_and_data_only_stages(hub: FakeHub, run_di
 def test_transient_commit_failures_are_retried(hub: FakeHub, run_dir: Path) -> None:
     hub.fail(r"/commit/r1-zero$", times=2, status=500)
 
-    ref = push_stage(run_dir, "r1-zero", REPO, retry=FAST_RETRY)
+    ref = push_stage(run_dir, "r1-zero", TARGET)
 
     assert ref == f"{REPO}@r1-zero"
     statuses = [
@@ -323,7 +340,7 @@ def test_exhausted_retries_raise_and_leave_the_run_dir_intact(hub: FakeHub, run_
     hub.fail(r"/commit/", times=100, status=503)
 
     with pytest.raises(HubPushError) as raised:
-        push_stage(run_dir, "r1-zero", REPO, retry=FAST_RETRY)
+        push_stage(run_dir, "r1-zero", TARGET)
 
     message = str(raised.value)
     assert REPO in message and "'r1-zero'" in message and "after 3 attempts" in message
@@ -341,7 +358,7 @@ def test_unreachable_hub_is_retried_then_reported(run_dir: Path) -> None:
         patch_endpoint(dead_endpoint),
         pytest.raises(HubPushError, match=r"tester/tiny-r1.*after 3 attempts"),
     ):
-        push_stage(run_dir, "r1-zero", REPO, retry=FAST_RETRY)
+        push_stage(run_dir, "r1-zero", TARGET)
 
     assert _tree_digest(run_dir) == before
 
@@ -350,7 +367,7 @@ def test_client_errors_are_not_retried(hub: FakeHub, run_dir: Path) -> None:
     hub.fail(r"/commit/", times=1, status=403)
 
     with pytest.raises(HubPushError, match="not retried"):
-        push_stage(run_dir, "r1-zero", REPO, retry=FAST_RETRY)
+        push_stage(run_dir, "r1-zero", TARGET)
 
     assert len(hub.requests_matching("POST", r"/commit/")) == 1
 
@@ -362,7 +379,7 @@ def test_push_datasets_pushes_parquet_config_card_and_stats(
     before = _tree_digest(run_dir)
     hub.fail(r"^/api/datasets/.*/commit/", times=1, status=502)  # the first parquet commit fails once
 
-    refs = push_datasets(run_dir, "cold-start-data", DATA_REPO, repo_id=REPO, retry=FAST_RETRY)
+    refs = push_datasets(run_dir, "cold-start-data", TARGET)
 
     assert [r.status for r in hub.requests_matching("POST", r"/commit/")][:2] == [502, 200]
 
@@ -417,7 +434,7 @@ def test_checkpoint_pusher_pushes_step_branches_during_training(hub: FakeHub, tm
         logging_steps=1,
         use_cpu=True,
     )
-    pusher = CheckpointPusher(REPO, "r1-zero", retry=FAST_RETRY)
+    pusher = CheckpointPusher(TARGET, "r1-zero")
     Trainer(model=_tiny_model(), args=args, train_dataset=train, callbacks=[pusher]).train()
 
     assert pusher.pushes == []  # on_train_end awaited everything
@@ -434,7 +451,7 @@ def test_checkpoint_pusher_does_not_block_and_wait_reports(hub: FakeHub, tmp_pat
     checkpoint = tmp_path / "out" / "checkpoint-7"
     _tiny_model().save_pretrained(checkpoint)
     hub.slow_down(r"/commit/", seconds=0.3)
-    pusher = CheckpointPusher(REPO, "sft-2", retry=FAST_RETRY)
+    pusher = CheckpointPusher(TARGET, "sft-2")
     state = TrainerState(global_step=7)
     args = TrainingArguments(output_dir=str(tmp_path / "out"), report_to=[], use_cpu=True)
 
@@ -458,7 +475,8 @@ def test_checkpoint_pusher_preview_mode_copies_instead_of_pushing(hub: FakeHub, 
     checkpoint = tmp_path / "out" / "checkpoint-5"
     _tiny_model().save_pretrained(checkpoint)
     (checkpoint / "optimizer.pt").write_bytes(b"state")
-    pusher = CheckpointPusher(REPO, "rl-all", layout="repo", preview_root=tmp_path / "run" / "hub")
+    preview_root = tmp_path / "run" / "hub"
+    pusher = CheckpointPusher(HubTargets(REPO, layout="repo"), "rl-all", preview_root=preview_root)
     args = TrainingArguments(output_dir=str(tmp_path / "out"), report_to=[], use_cpu=True)
 
     pusher.on_save(args, TrainerState(global_step=5), TrainerControl())
@@ -476,22 +494,22 @@ def test_checkpoint_pusher_preview_mode_copies_instead_of_pushing(hub: FakeHub, 
 
 # ---- no_push and whole runs -------------------------------------------------------------------------------
 def test_no_push_writes_the_same_layout_locally(hub: FakeHub, run_dir: Path) -> None:
-    ref = push_stage(run_dir, "r1-zero", REPO, no_push=True)
-    data_refs = push_datasets(run_dir, "cold-start-data", DATA_REPO, repo_id=REPO, no_push=True)
+    ref = push_stage(run_dir, "r1-zero", HubTargets(REPO), no_push=True)
+    data_refs = push_datasets(run_dir, "cold-start-data", HubTargets(REPO, DATA_REPO), no_push=True)
     assert hub.requests == []  # nothing went to the Hub
 
     preview = run_dir / "hub" / "models" / REPO / "r1-zero"
     local_files = {
         p.relative_to(preview).as_posix(): p.read_bytes() for p in preview.rglob("*") if p.is_file()
     }
-    assert push_stage(run_dir, "r1-zero", REPO, retry=FAST_RETRY) == ref
+    assert push_stage(run_dir, "r1-zero", TARGET) == ref
     pushed = hub.files(REPO, "r1-zero")
     pushed.pop(".gitattributes")
     assert local_files == pushed
 
     data_preview = run_dir / "hub" / "datasets" / DATA_REPO / "cold-start-data"
     local_data = {p.relative_to(data_preview).as_posix() for p in data_preview.rglob("*") if p.is_file()}
-    push_datasets(run_dir, "cold-start-data", DATA_REPO, repo_id=REPO, retry=FAST_RETRY)
+    push_datasets(run_dir, "cold-start-data", TARGET)
     pushed_data = hub.files(DATA_REPO, "cold-start-data", repo_type="dataset")
     assert local_data == set(pushed_data) - {".gitattributes"}
     local_card = DatasetCard((data_preview / "README.md").read_text())
@@ -500,6 +518,38 @@ def test_no_push_writes_the_same_layout_locally(hub: FakeHub, run_dir: Path) -> 
     assert local_card.data.dataset_info["features"] == pushed_card.data.dataset_info["features"]
     assert local_card.data.dataset_info["splits"] == pushed_card.data.dataset_info["splits"]
     assert str(data_refs["cold_start"]) == f"{DATA_REPO}@cold-start-data"
+
+
+def test_no_push_preview_matches_a_push_of_several_sharded_sets(
+    hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import r1_trl.hub
+
+    run_dir = tmp_path / "run"
+    for name, rows in (("b_set", 3), ("a_set", 5)):
+        data = datasets.Dataset.from_dict({"x": list(range(rows)), "text": [str(i) for i in range(rows)]})
+        data.save_to_disk(str(run_dir / "distill" / "datasets" / name))
+    sets = {name: f"distill/datasets/{name}" for name in ("b_set", "a_set")}
+    manifest = {"run_id": "r", "stages": {"distill": _stage("done", output_dir="distill", datasets=sets)}}
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    monkeypatch.setattr(r1_trl.hub, "MAX_SHARD_BYTES", 50)  # a_set (65 bytes of Arrow data) takes two shards
+
+    push_datasets(run_dir, "distill", TARGET, no_push=True)
+    push_datasets(run_dir, "distill", TARGET)
+
+    preview = run_dir / "hub" / "datasets" / DATA_REPO / "distill"
+    pushed = hub.files(DATA_REPO, "distill", repo_type="dataset")
+    local = {p.relative_to(preview).as_posix() for p in preview.rglob("*") if p.is_file()}
+    assert local == set(pushed) - {".gitattributes"}
+    assert {"a_set/train-00000-of-00002.parquet", "a_set/train-00001-of-00002.parquet"} <= local
+    local_card = DatasetCard((preview / "README.md").read_text())
+    pushed_card = DatasetCard(pushed["README.md"].decode())
+    assert local_card.data.configs == pushed_card.data.configs
+    assert [c["config_name"] for c in pushed_card.data.configs] == ["a_set", "b_set"]
+    infos = zip(local_card.data.dataset_info, pushed_card.data.dataset_info, strict=True)
+    for local_info, pushed_info in infos:
+        assert local_info["features"] == pushed_info["features"]
+        assert local_info["splits"] == pushed_info["splits"]
 
 
 def test_push_run_pushes_every_finished_stage(hub: FakeHub, run_dir: Path) -> None:

@@ -23,7 +23,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from r1_trl.configs import R1GRPOConfig, RecipeError
 from r1_trl.data.builders import PromptSpec, build_prompt_datasets
-from r1_trl.hub import CheckpointPusher, RetryPolicy, push_stage_output
+from r1_trl.hub import CheckpointPusher, HubTargets, RetryPolicy, push_stage_output
 from r1_trl.models import TinyBaseSpec, random_tiny_model
 from r1_trl.pipeline import load_plan, run_pipeline
 from r1_trl.stages import distill, sft
@@ -318,7 +318,9 @@ def _push_earlier_stage(tmp_path: Path, seed: int) -> Path:
     stage_dir = tmp_path / "earlier" / "cold-start-sft"
     random_tiny_model(stage_dir / "checkpoint", seed=seed)
     (stage_dir / "results.json").write_text(json.dumps({"metrics": {"accuracy": 0.0}}))
-    ref = push_stage_output(stage_dir, "cold-start-sft", REPO, entry={"inputs": {"model": "tiny"}}, retry=FAST_RETRY)
+    ref = push_stage_output(
+        stage_dir, "cold-start-sft", HubTargets(REPO, retry=FAST_RETRY), entry={"inputs": {"model": "tiny"}}
+    )
     assert ref == f"{REPO}@cold-start-sft"
     return stage_dir / "checkpoint"
 

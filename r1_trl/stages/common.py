@@ -247,18 +247,17 @@ def stage_publisher(config: Any, stage: str) -> StagePublisher | None:
     """The stage's own Hub pushes when the recipe sets ``push_to_hub`` (see `r1_trl.hub.StagePublisher`)."""
     if not getattr(config, "push_to_hub", False):
         return None
-    from r1_trl.hub import RetryPolicy, StagePublisher
+    from r1_trl.hub import HubTargets, RetryPolicy, StagePublisher
 
-    return StagePublisher(
+    target = HubTargets(
         config.hub_model_id,
-        stage,
-        layout=config.hub_layout,
-        dataset_repo_id=config.hub_dataset_id,
+        config.hub_dataset_id,
+        config.hub_layout,
         private=config.hub_private_repo,
         token=config.hub_token,
-        push_checkpoints=config.hub_push_checkpoints,
         retry=RetryPolicy(attempts=config.hub_push_attempts, base_delay=config.hub_push_backoff),
     )
+    return StagePublisher(target, stage, push_checkpoints=config.hub_push_checkpoints)
 
 
 def trainer_args(config: Any, publisher: StagePublisher | None) -> Any:
