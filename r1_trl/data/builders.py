@@ -13,6 +13,7 @@ from r1_trl.data.decontaminate import decontaminate
 from r1_trl.data.loaders import LOADERS, load_task_dataset
 from r1_trl.data.tasks.arithmetic import arithmetic_dataset
 from r1_trl.data.tasks.countdown import countdown_dataset
+from r1_trl.data.tasks.reasoning_gym import is_reasoning_gym, parse_tasks, reasoning_gym_dataset
 from r1_trl.data.templates import apply_template
 
 logger = logging.getLogger(__name__)
@@ -72,13 +73,16 @@ def load_problems(spec: PromptSpec, split: str, size: int | None) -> Dataset:
                                   languages=languages, language_weights=tuple(weights) if weights else None)
     if name == "countdown":
         return countdown_dataset(size or DEFAULT_SYNTHETIC_TRAIN_SIZE, seed=spec.seed, split=split, **kwargs)
+    if is_reasoning_gym(name):
+        return reasoning_gym_dataset(size or DEFAULT_SYNTHETIC_TRAIN_SIZE, parse_tasks(name, kwargs), seed=spec.seed,
+                                     split=split)
     if name in LOADERS:
         if spec.dataset_path:
             kwargs["path"] = spec.dataset_path
         return load_task_dataset(name, split=split, max_samples=size, **kwargs)
     if Path(name).exists():
         return _load_local(Path(name), split, size)
-    known = ", ".join((*SYNTHETIC_TASKS, *sorted(LOADERS)))
+    known = ", ".join((*SYNTHETIC_TASKS, "reasoning_gym:<task>", *sorted(LOADERS)))
     raise ValueError(f"dataset_name: {name!r} is neither a known dataset ({known}) nor an existing local file")
 
 
@@ -101,10 +105,15 @@ def render(dataset: Dataset, spec: PromptSpec) -> Dataset:
 
 
 def build_prompt_datasets(spec: PromptSpec) -> tuple[Dataset, Dataset]:
-    """Templated (train, held-out) datasets; train is decontaminated against held-out when asked."""
+    """Templated (train, held-out) datasets; train is decontaminated against held-out when asked.
+
+    reasoning-gym splits are disjoint by question already, and their questions share long fixed phrasings
+    ("State the final answer to the following arithmetic problem: ..."), which n-gram decontamination
+    would take for overlap: it is skipped for them.
+    """
     held_out = load_problems(spec, spec.test_split, spec.eval_size)
     train = load_problems(spec, spec.train_split, spec.train_size)
-    if spec.decontaminate:
+    if spec.decontaminate and not is_reasoning_gym(spec.dataset_name):
         train, stats = decontaminate(train, held_out, column="prompt")
         if stats.num_dropped:
             logger.info("decontamination dropped %d of %d training prompts", stats.num_dropped, stats.total)
