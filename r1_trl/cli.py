@@ -44,9 +44,11 @@ class EvalArguments:
     """``r1-trl eval``: which model, which held-out set, how to sample."""
 
     model_name_or_path: str = field(default="tiny", metadata={"help": "Model path, Hub id, or 'tiny'."})
-    dataset_name: str = field(default="arithmetic", metadata={"help": "Task, loader name or local file."})
+    dataset_name: str = field(default="arithmetic", metadata={
+        "help": "Task, loader name, reasoning_gym:<task> or local file; several benchmarks joined by '+'."})
+    task_kwargs: str | None = field(default=None, metadata={"help": "Task options as JSON (e.g. a reasoning-gym config)."})
     dataset_path: str | None = field(default=None, metadata={"help": "Override where the loader reads from."})
-    split: str = field(default="test", metadata={"help": "Split to evaluate on."})
+    split: str | None = field(default=None, metadata={"help": "Split to evaluate on (default: each benchmark's own)."})
     eval_size: int = field(default=200, metadata={"help": "Number of prompts."})
     num_samples: int = field(default=4, metadata={"help": "Samples per prompt (k)."})
     temperature: float = field(default=0.6, metadata={"help": "Sampling temperature (0: greedy)."})
@@ -110,15 +112,15 @@ def cmd_pipeline(argv: Sequence[str]) -> int:
 def cmd_eval(argv: Sequence[str]) -> int:
     from transformers import AutoTokenizer
 
-    from r1_trl.data.builders import PromptSpec, load_problems, render
+    from r1_trl.data.builders import PromptSpec, build_eval_dataset
     from r1_trl.evaluation import EvalSettings, evaluate_model
     from r1_trl.stages.common import resolve_model
 
     args: EvalArguments = _parse(EvalArguments, argv, "r1-trl eval")
     model_path, revision = resolve_model(args.model_name_or_path)
     spec = PromptSpec(dataset_name=args.dataset_name, dataset_path=args.dataset_path, template=args.prompt_template,
-                      eval_size=args.eval_size, seed=args.seed)
-    dataset = render(load_problems(spec, args.split, args.eval_size), spec)
+                      eval_size=args.eval_size, seed=args.seed, task_kwargs=json.loads(args.task_kwargs or "{}"))
+    dataset = build_eval_dataset(spec, args.split)
     tokenizer = AutoTokenizer.from_pretrained(model_path, revision=revision)
     settings = EvalSettings(num_samples=args.num_samples, temperature=args.temperature, top_p=args.top_p,
                             pass_k=tuple(int(k) for k in args.pass_k.split(",") if k.strip()),
