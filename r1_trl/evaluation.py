@@ -182,7 +182,7 @@ def score_completions(
     consistency = scores.language_consistency
     if settings.language_metric:
         metrics["language_consistency"] = _mean([s for s in consistency if s is not None])
-    if len(set(languages)) > 1:
+    if len(set(languages) - {None}) > 1:  # rows of a benchmark without languages (combined runs) have None
         metrics.update(_per_language(languages, pass1, consistency, k))
     benchmarks = benchmark_column(rows)
     if len(set(benchmarks)) > 1:
@@ -235,12 +235,12 @@ def prompt_metrics(
 
 
 def _per_language(
-    languages: list[str], pass1: list[float], consistency: list[float | None], k: int
+    languages: list[str | None], pass1: list[float], consistency: list[float | None], k: int
 ) -> dict[str, float]:
     """``accuracy/<lang>`` and ``language_consistency/<lang>`` by prompt language (a bilingual held-out set
     can hide one language collapsing behind the average)."""
     metrics: dict[str, float] = {}
-    for language in sorted(set(languages)):
+    for language in sorted(set(languages) - {None}):
         prompts = [i for i, lang in enumerate(languages) if lang == language]
         metrics[f"accuracy/{language}"] = _mean([pass1[i] for i in prompts])
         if consistency:

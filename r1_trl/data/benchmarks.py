@@ -227,7 +227,11 @@ def load_livecodebench(
 ) -> Dataset:
     """LiveCodeBench code_generation_lite (``question_content``, ``starter_code``, ``public_test_cases``,
     ``private_test_cases``, ``metadata``, ``platform``, ``difficulty``, ...): the public (and private) tests as
-    ``verification_info``; LeetCode-style problems (``starter_code``) are asked for a ``class Solution``."""
+    ``verification_info``; LeetCode-style problems (``starter_code``) are asked for a ``class Solution``.
+
+    The Hub repo is a loading script (``version_tag``), which datasets 4 no longer runs: pass its jsonl files
+    (``data_files="test5.jsonl"``, or ``path`` a local copy) to pick the release window.
+    """
     raw = load_raw(path, split, name, data_files, **load_kwargs)
     _require(raw, ["question_content"], ["public_test_cases"])
     extras = [c for c in ("question_id", "question_title", "platform", "difficulty", "contest_date")

@@ -149,15 +149,21 @@ def evaluation_split(name: str) -> str:
 def build_eval_dataset(spec: PromptSpec, split: str | None = None) -> Dataset:
     """Templated held-out rows of every benchmark in ``spec.dataset_name`` (``a+b+c``), ``spec.eval_size`` of
     each, with a ``benchmark`` column so that the metrics are reported per benchmark too. ``split`` None: each
-    benchmark's `evaluation_split`."""
+    benchmark's `evaluation_split`. With several benchmarks, ``spec.task_kwargs`` maps a benchmark's name to
+    its own task_kwargs (``{"reasoning_gym:chain_sum": {"max_terms": 3}}``)."""
     names = benchmark_names(spec.dataset_name)
     if not names:
         raise ValueError("dataset_name: no benchmark given")
     if len(names) > 1 and spec.dataset_path:
         raise ValueError("dataset_path applies to one benchmark; give each benchmark's files in its own run")
+    per_benchmark = dict(spec.task_kwargs or {}) if len(names) > 1 else {names[0]: spec.task_kwargs}
+    unknown = sorted(set(per_benchmark) - set(names))
+    if unknown:
+        raise ValueError(f"task_kwargs: with several benchmarks, give each one's options under its name; "
+                         f"{unknown} are not among {names}")
     parts = []
     for name in names:
-        name_spec = dataclasses.replace(spec, dataset_name=name)
+        name_spec = dataclasses.replace(spec, dataset_name=name, task_kwargs=per_benchmark.get(name))
         rows = render(load_problems(name_spec, split or evaluation_split(name), spec.eval_size), spec)
         if len(names) > 1:
             rows = _eval_columns(rows)
