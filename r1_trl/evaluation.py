@@ -120,6 +120,37 @@ def verify_samples(flat: list[str], rows: Dataset, k: int) -> tuple[list[bool], 
     return correct, answers
 
 
+# The column that holds a reference for each verifier (see `row_verifier`).
+REFERENCE_COLUMNS = {"accuracy": "solution", "code": "verification_info", "reasoning_gym": "reasoning_gym"}
+
+
+def reference_metrics(
+    predictions: Sequence[Sequence[str]],
+    references: Sequence[Any],
+    verifier: str = "accuracy",
+    pass_k: Sequence[int] = (),
+) -> dict[str, float]:
+    """pass@1 (``accuracy``), pass@j and cons@k of ``k`` completions per prompt against one reference each,
+    verified and aggregated exactly as ``r1-trl eval`` does (what the ``evaluate`` modules compute).
+
+    ``references`` are gold answers (``accuracy``; a letter for multiple choice), ``verification_info`` test
+    specs (``code``) or reasoning-gym entries (``reasoning_gym``).
+
+    >>> reference_metrics([["<answer>4</answer>", "<answer>5</answer>"]], ["4"])
+    {'accuracy': 0.5, 'pass@1': 0.5, 'pass@2': 1.0, 'cons@2': 1.0}
+    """
+    if verifier not in REFERENCE_COLUMNS:
+        raise ValueError(f"verifier must be one of {sorted(REFERENCE_COLUMNS)}, got {verifier!r}")
+    if len(predictions) != len(references) or not predictions:
+        raise ValueError(f"got {len(predictions)} prediction groups for {len(references)} references")
+    k = len(predictions[0])
+    if k == 0 or any(len(group) != k for group in predictions):
+        raise ValueError("every prompt needs the same number k >= 1 of predictions")
+    rows = Dataset.from_dict({REFERENCE_COLUMNS[verifier]: [None if r is None else str(r) for r in references]})
+    correct, answers = verify_samples([str(c) for group in predictions for c in group], rows, k)
+    return {name: _mean(values) for name, values in prompt_metrics(correct, answers, k, pass_k).items()}
+
+
 @dataclass(frozen=True)
 class SampleScores:
     """What the rewards said about every sample: flat lists, prompt ``i``'s ``k`` samples at ``i*k .. i*k+k-1``."""
