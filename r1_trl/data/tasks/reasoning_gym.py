@@ -58,6 +58,14 @@ class TaskSpec:
                              f"fields available: {sorted(fields)}") from None
 
 
+def _reasoning_gym() -> Any:
+    try:
+        import reasoning_gym
+    except ModuleNotFoundError:
+        raise ImportError("reasoning_gym:<task> datasets need reasoning-gym: pip install 'r1-trl[tasks]'") from None
+    return reasoning_gym
+
+
 def is_reasoning_gym(dataset_name: str) -> bool:
     """Whether a recipe's ``dataset_name`` names reasoning-gym tasks.
 
@@ -75,8 +83,7 @@ def parse_tasks(dataset_name: str, task_kwargs: Mapping[str, Any] | None = None)
     >>> [(t.name, t.weight) for t in parse_tasks("reasoning_gym:chain_sum,leg_counting", {"chain_sum": {"weight": 3}})]
     [('chain_sum', 3.0), ('leg_counting', 1.0)]
     """
-    import reasoning_gym
-
+    reasoning_gym = _reasoning_gym()
     names = [n.strip() for n in dataset_name.removeprefix(PREFIX).split(",") if n.strip()]
     if not names:
         raise ValueError(f"dataset_name: {dataset_name!r} names no reasoning-gym task (reasoning_gym:<task>)")
@@ -115,8 +122,7 @@ def _derived_seed(*parts: Any) -> int:
 
 def _entries(task: TaskSpec, seed: int, split: str, count: int) -> Iterator[dict[str, Any]]:
     """Distinct entries of ``task`` whose question falls in ``split``, generated in growing rounds."""
-    import reasoning_gym
-
+    reasoning_gym = _reasoning_gym()
     seen: set[str] = set()
     for round_index in range(_MAX_ROUNDS):
         share = TEST_SHARE_BUCKETS if split == "test" else 1
