@@ -32,7 +32,7 @@ COMMANDS: dict[str, str] = {
     "sft": "SFT on a recipe (alias of cold-start-sft; set --stage_name for other SFT stages).",
     **STAGE_COMMANDS,
     "pipeline": "Run the stages of a pipeline YAML in order (manifest, resume, --from STAGE).",
-    "eval": "Held-out evaluation of a model: pass@1, maj@k, pass@k, format rate, length (JSON).",
+    "eval": "Held-out evaluation of a model: pass@1, cons@k, pass@k (per benchmark), format rate, length (JSON).",
     "demo": "Offline demo on the built-in tiny model: 'demo' = the whole pipeline, 'demo r1-zero' = R1-Zero only.",
     "check-recipe": "Validate a recipe YAML before any compute; errors name the field.",
     "build-tiny": "Locate (or pretrain) the tiny offline base model and print its path.",
@@ -45,12 +45,16 @@ class EvalArguments:
     """``r1-trl eval``: which model, which held-out set, how to sample."""
 
     model_name_or_path: str = field(default="tiny", metadata={"help": "Model path, Hub id, or 'tiny'."})
-    dataset_name: str = field(default="arithmetic", metadata={"help": "Task, loader name or local file."})
+    dataset_name: str = field(default="arithmetic", metadata={
+        "help": "Task, loader name, reasoning_gym:<task> or local file; several benchmarks joined by '+'."})
+    task_kwargs: str | None = field(default=None, metadata={"help": "Task options as JSON (e.g. a reasoning-gym config)."})
     dataset_path: str | None = field(default=None, metadata={"help": "Override where the loader reads from."})
-    split: str = field(default="test", metadata={"help": "Split to evaluate on."})
+    split: str | None = field(default=None, metadata={"help": "Split to evaluate on (default: each benchmark's own)."})
     eval_size: int = field(default=200, metadata={"help": "Number of prompts."})
     num_samples: int = field(default=4, metadata={"help": "Samples per prompt (k)."})
     temperature: float = field(default=0.6, metadata={"help": "Sampling temperature (0: greedy)."})
+    top_p: float = field(default=0.95, metadata={"help": "Nucleus sampling (the paper: 0.95)."})
+    pass_k: str = field(default="", metadata={"help": "Extra k of pass@k, comma-separated (pass@1, pass@n always)."})
     max_new_tokens: int = field(default=64, metadata={"help": "Generation budget per answer."})
     prompt_template: str = field(default="r1_zero", metadata={"help": "r1_zero, chat or none."})
     language_metric: bool = field(default=False, metadata={"help": "Also report language consistency."})
@@ -109,17 +113,18 @@ def cmd_pipeline(argv: Sequence[str]) -> int:
 def cmd_eval(argv: Sequence[str]) -> int:
     from transformers import AutoTokenizer
 
-    from r1_trl.data.builders import PromptSpec, load_problems, render
+    from r1_trl.data.builders import PromptSpec, build_eval_dataset
     from r1_trl.evaluation import EvalSettings, evaluate_model
     from r1_trl.stages.common import resolve_model
 
     args: EvalArguments = _parse(EvalArguments, argv, "r1-trl eval")
     model_path, revision = resolve_model(args.model_name_or_path)
     spec = PromptSpec(dataset_name=args.dataset_name, dataset_path=args.dataset_path, template=args.prompt_template,
-                      eval_size=args.eval_size, seed=args.seed)
-    dataset = render(load_problems(spec, args.split, args.eval_size), spec)
+                      eval_size=args.eval_size, seed=args.seed, task_kwargs=json.loads(args.task_kwargs or "{}"))
+    dataset = build_eval_dataset(spec, args.split)
     tokenizer = AutoTokenizer.from_pretrained(model_path, revision=revision)
-    settings = EvalSettings(num_samples=args.num_samples, temperature=args.temperature,
+    settings = EvalSettings(num_samples=args.num_samples, temperature=args.temperature, top_p=args.top_p,
+                            pass_k=tuple(int(k) for k in args.pass_k.split(",") if k.strip()),
                             max_new_tokens=args.max_new_tokens, seed=args.seed, language_metric=args.language_metric)
     metrics = evaluate_model(model_path, tokenizer, dataset, settings, show_progress=True)
     text = json.dumps(metrics, indent=2)

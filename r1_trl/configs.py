@@ -78,6 +78,7 @@ class R1StageArguments:
     )
     eval_num_samples: int = field(default=4, metadata={"help": "Samples per held-out prompt (k of pass@k)."})
     eval_temperature: float = field(default=0.6, metadata={"help": "Sampling temperature for evaluation."})
+    eval_top_p: float = field(default=0.95, metadata={"help": "Nucleus (top-p) sampling for evaluation (the paper: 0.95)."})
     eval_max_new_tokens: int = field(default=64, metadata={"help": "Generation budget per held-out answer."})
     eval_every_steps: int = field(
         default=0, metadata={"help": "Log held-out eval/* metrics every N training steps (0: only before/after)."}

@@ -18,7 +18,7 @@ def before_after_table(results: dict[str, Any]) -> str:
     before, after = results["before"], results["after"]
     rows = [("held-out accuracy (pass@1)", "accuracy"), ("format rate", "format_rate"),
             ("mean completion length", "mean_length")]
-    rows += [(key, key) for key in after if key.startswith(("pass@", "maj@"))]
+    rows += [(key, key) for key in after if key.startswith(("pass@", "cons@")) and "/" not in key and key != "pass@1"]
     rows += [(key, key) for key in after if key.startswith("general/") and key.count("/") == 1]
     if "language_consistency" in after:
         rows.append(("language consistency", "language_consistency"))

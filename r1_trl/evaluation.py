@@ -1,6 +1,11 @@
-"""Held-out evaluation: pass@1 (mean over k samples), maj@k, pass@k, format rate, length, language.
+"""Held-out evaluation with the paper's protocol: k samples per prompt at temperature 0.6 and top-p 0.95;
+pass@1 (the mean over the k samples), cons@k (majority vote; ``maj@k`` is kept as an alias) and pass@k
+(unbiased estimator), format rate, length, language; per benchmark when the rows mix several.
 
-Usable on its own (``r1-trl eval``) and as a training callback that logs ``eval/*`` every N steps.
+Each row is verified by what it carries: ``verification_info`` (code: all tests must pass in the sandbox),
+a ``reasoning_gym`` entry (the task's own verifier), else its gold ``solution`` (``accuracy``; a letter gold
+is a multiple-choice answer). Usable on its own (``r1-trl eval``) and as a training callback that logs
+``eval/*`` every N steps.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallba
 
 import reward_funcs
 from r1_trl.generation import EngineSettings, SamplingSettings, generate, generate_sharded
-from reward_funcs._math_extract import completion_answer
+from reward_funcs._math_extract import completion_answer, gold_choice
+from reward_funcs.code_exec import extract_python_block
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -35,7 +41,11 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 
 
 def majority_correct(answers: Sequence[str | None], correct: Sequence[bool]) -> bool:
-    """maj@k: is the most frequent extracted answer a correct one? (ties: first seen wins)"""
+    """cons@k (maj@k): is the most frequent extracted answer a correct one? (ties: first seen wins)
+
+    >>> majority_correct(["14", "12", "14", None], [True, False, True, False])
+    True
+    """
     votes = Counter(a for a in answers if a)
     if not votes:
         return False
@@ -52,10 +62,93 @@ SAMPLE_SCORES_KEY = "sample_scores"
 class EvalSettings:
     num_samples: int = 4
     temperature: float = 0.6
+    top_p: float = 0.95
     max_new_tokens: int = 64
     batch_size: int = 64
     seed: int = 1234
     language_metric: bool = False
+    pass_k: tuple[int, ...] = ()  # extra k of pass@k to report (pass@1 and pass@num_samples always are)
+
+
+# Which check decides a row's correctness; see `row_verifier`.
+VERIFIERS = ("accuracy", "code", "reasoning_gym")
+
+
+def row_verifier(row: dict[str, Any]) -> str:
+    """``code`` for rows with ``verification_info``, ``reasoning_gym`` for rows with an entry, else ``accuracy``.
+
+    >>> row_verifier({"solution": "5"}), row_verifier({"solution": None, "verification_info": "{}"})
+    ('accuracy', 'code')
+    """
+    if row.get("verification_info"):
+        return "code"
+    if row.get("reasoning_gym"):
+        return "reasoning_gym"
+    return "accuracy"
+
+
+def sample_answer(completion: str, verifier: str, solution: Any = None) -> str | None:
+    """The answer a sample votes for in cons@k: the final answer (a letter when the gold is one), the
+    reasoning-gym answer, or the program (lines stripped) for code.
+
+    >>> sample_answer("so the answer is (B)", "accuracy", "B"), sample_answer("<answer>7</answer>", "reasoning_gym")
+    ('B', '7')
+    """
+    if verifier == "code":
+        program = extract_python_block(completion)
+        return "\n".join(line.rstrip() for line in program.strip().splitlines()) if program else None
+    choice = verifier == "accuracy" and isinstance(solution, str) and gold_choice(solution) is not None
+    return completion_answer(completion, choice=choice)
+
+
+def verify_samples(flat: list[str], rows: Dataset, k: int) -> tuple[list[bool], list[str | None]]:
+    """(correct, answer) of every sample; ``flat`` holds row ``i``'s ``k`` samples at ``i*k .. i*k+k-1``."""
+    columns = {name: list(rows[name]) for name in ("solution", "verification_info", "reasoning_gym")
+               if name in rows.column_names}
+    verifiers = [row_verifier({name: values[i] for name, values in columns.items()}) for i in range(len(rows))]
+    correct = [False] * len(flat)
+    for verifier in VERIFIERS:
+        indices = [i * k + j for i, v in enumerate(verifiers) if v == verifier for j in range(k)]
+        if not indices:
+            continue
+        kwargs = {name: [values[index // k] for index in indices] for name, values in columns.items()}
+        reward = reward_funcs.get("binary_code" if verifier == "code" else verifier)
+        for index, score in zip(indices, reward([flat[index] for index in indices], **kwargs), strict=True):
+            correct[index] = score is not None and score >= 1.0
+    solutions = columns.get("solution", [None] * len(rows))
+    answers = [sample_answer(c, verifiers[i // k], solutions[i // k]) for i, c in enumerate(flat)]
+    return correct, answers
+
+
+# The column that holds a reference for each verifier (see `row_verifier`).
+REFERENCE_COLUMNS = {"accuracy": "solution", "code": "verification_info", "reasoning_gym": "reasoning_gym"}
+
+
+def reference_metrics(
+    predictions: Sequence[Sequence[str]],
+    references: Sequence[Any],
+    verifier: str = "accuracy",
+    pass_k: Sequence[int] = (),
+) -> dict[str, float]:
+    """pass@1 (``accuracy``), pass@j and cons@k of ``k`` completions per prompt against one reference each,
+    verified and aggregated exactly as ``r1-trl eval`` does (what the ``evaluate`` modules compute).
+
+    ``references`` are gold answers (``accuracy``; a letter for multiple choice), ``verification_info`` test
+    specs (``code``) or reasoning-gym entries (``reasoning_gym``).
+
+    >>> reference_metrics([["<answer>4</answer>", "<answer>5</answer>"]], ["4"])
+    {'accuracy': 0.5, 'pass@1': 0.5, 'pass@2': 1.0, 'cons@2': 1.0}
+    """
+    if verifier not in REFERENCE_COLUMNS:
+        raise ValueError(f"verifier must be one of {sorted(REFERENCE_COLUMNS)}, got {verifier!r}")
+    if len(predictions) != len(references) or not predictions:
+        raise ValueError(f"got {len(predictions)} prediction groups for {len(references)} references")
+    k = len(predictions[0])
+    if k == 0 or any(len(group) != k for group in predictions):
+        raise ValueError("every prompt needs the same number k >= 1 of predictions")
+    rows = Dataset.from_dict({REFERENCE_COLUMNS[verifier]: [None if r is None else str(r) for r in references]})
+    correct, answers = verify_samples([str(c) for group in predictions for c in group], rows, k)
+    return {name: _mean(values) for name, values in prompt_metrics(correct, answers, k, pass_k).items()}
 
 
 @dataclass(frozen=True)
@@ -73,11 +166,10 @@ def score_samples(
     completions: list[list[str]], rows: Dataset, settings: EvalSettings, tokenizer: PreTrainedTokenizerBase
 ) -> SampleScores:
     """Score each of the ``k`` completions of every held-out row (the inputs of `score_completions`)."""
-    accuracy = reward_funcs.get("accuracy")
     format_reward = reward_funcs.get("format")
     k = settings.num_samples
     flat = [c for group in completions for c in group]
-    solutions = [s for s in rows["solution"] for _ in range(k)]
+    correct, answers = verify_samples(flat, rows, k)
     consistency: list[float | None] = []
     if settings.language_metric:
         language_reward = reward_funcs.get("language_consistency")
@@ -86,10 +178,10 @@ def score_samples(
             kwargs["language"] = [lang for lang in rows["language"] for _ in range(k)]
         consistency = list(language_reward(flat, **kwargs))
     return SampleScores(
-        correct=[score == 1.0 for score in accuracy(flat, solution=solutions)],
+        correct=correct,
         formatted=[score == 1.0 for score in format_reward(flat)],
         lengths=[len(ids) for ids in tokenizer(flat, add_special_tokens=False)["input_ids"]],
-        answers=[completion_answer(c) for c in flat],
+        answers=answers,
         language_consistency=consistency,
     )
 
@@ -105,19 +197,13 @@ def score_completions(
     if scores is None:
         scores = score_samples(completions, rows, settings, tokenizer)
     k = settings.num_samples
-    correct, formatted, lengths = scores.correct, scores.formatted, scores.lengths
-    pass1, passk, majk = [], [], []
-    for i in range(len(completions)):
-        group_correct = correct[i * k : (i + 1) * k]
-        answers = scores.answers[i * k : (i + 1) * k]
-        pass1.append(sum(group_correct) / k)
-        passk.append(pass_at_k(k, sum(group_correct), k))
-        majk.append(float(majority_correct(answers, group_correct)))
+    formatted, lengths = scores.formatted, scores.lengths
+    per_prompt = prompt_metrics(scores.correct, scores.answers, k, settings.pass_k)
+    pass1 = per_prompt["accuracy"]
     metrics = {
-        "accuracy": _mean(pass1),
+        **{name: _mean(values) for name, values in per_prompt.items()},
         "accuracy_stderr": _standard_error(pass1),
-        f"pass@{k}": _mean(passk),
-        f"maj@{k}": _mean(majk),
+        f"maj@{k}": _mean(per_prompt[f"cons@{k}"]),  # the earlier name of cons@k, kept for existing results
         "format_rate": _mean([float(f) for f in formatted]),
         "mean_length": _mean([float(n) for n in lengths]),
         "num_prompts": float(len(completions)),
@@ -127,18 +213,65 @@ def score_completions(
     consistency = scores.language_consistency
     if settings.language_metric:
         metrics["language_consistency"] = _mean([s for s in consistency if s is not None])
-    if len(set(languages)) > 1:
+    if len(set(languages) - {None}) > 1:  # rows of a benchmark without languages (combined runs) have None
         metrics.update(_per_language(languages, pass1, consistency, k))
+    benchmarks = benchmark_column(rows)
+    if len(set(benchmarks)) > 1:
+        for benchmark in sorted(set(benchmarks)):
+            chosen = [i for i, name in enumerate(benchmarks) if name == benchmark]
+            for name, values in per_prompt.items():
+                metrics[f"{name}/{benchmark}"] = _mean([values[i] for i in chosen])
+            metrics[f"num_prompts/{benchmark}"] = float(len(chosen))
     return metrics
 
 
+def benchmark_column(rows: Dataset) -> list[str]:
+    """Each row's benchmark: its ``benchmark`` column, else its ``task``, else one unnamed benchmark."""
+    for name in ("benchmark", "task"):
+        if name in rows.column_names:
+            return [str(value) for value in rows[name]]
+    return [""] * len(rows)
+
+
+def reported_ks(num_samples: int, extra: Sequence[int] = ()) -> list[int]:
+    """The k of pass@k to report: 1, ``num_samples`` and the ``extra`` ones that do not exceed it.
+
+    >>> reported_ks(8, (4, 16)), reported_ks(1)
+    ([1, 4, 8], [1])
+    """
+    return sorted({1, num_samples, *(k for k in extra if 1 <= k <= num_samples)})
+
+
+def prompt_metrics(
+    correct: Sequence[bool], answers: Sequence[str | None], k: int, pass_k: Sequence[int] = ()
+) -> dict[str, list[float]]:
+    """Per prompt: ``accuracy`` (pass@1 as the mean over the k samples), ``pass@j`` (unbiased estimator,
+    Chen et al. 2021) and ``cons@k`` (majority vote over the extracted answers); samples as in `SampleScores`.
+
+    >>> metrics = prompt_metrics([True, False, False, False, True, True], ["1", "2", "2", "5", "5", "6"], 3)
+    >>> metrics["accuracy"], metrics["pass@3"], metrics["cons@3"]
+    ([0.3333333333333333, 0.6666666666666666], [1.0, 1.0], [0.0, 1.0])
+    """
+    if len(correct) % k or len(answers) != len(correct):
+        raise ValueError(f"prompt_metrics: {len(correct)} verdicts and {len(answers)} answers for groups of {k}")
+    ks = reported_ks(k, pass_k)
+    result: dict[str, list[float]] = {"accuracy": [], **{f"pass@{j}": [] for j in ks}, f"cons@{k}": []}
+    for start in range(0, len(correct), k):
+        group, votes = list(correct[start : start + k]), list(answers[start : start + k])
+        result["accuracy"].append(sum(group) / k)
+        for j in ks:
+            result[f"pass@{j}"].append(pass_at_k(k, sum(group), j))
+        result[f"cons@{k}"].append(float(majority_correct(votes, group)))
+    return result
+
+
 def _per_language(
-    languages: list[str], pass1: list[float], consistency: list[float | None], k: int
+    languages: list[str | None], pass1: list[float], consistency: list[float | None], k: int
 ) -> dict[str, float]:
     """``accuracy/<lang>`` and ``language_consistency/<lang>`` by prompt language (a bilingual held-out set
     can hide one language collapsing behind the average)."""
     metrics: dict[str, float] = {}
-    for language in sorted(set(languages)):
+    for language in sorted(set(languages) - {None}):
         prompts = [i for i, lang in enumerate(languages) if lang == language]
         metrics[f"accuracy/{language}"] = _mean([pass1[i] for i in prompts])
         if consistency:
@@ -188,6 +321,7 @@ def evaluate_model(
         num_samples=settings.num_samples,
         max_new_tokens=settings.max_new_tokens,
         temperature=settings.temperature,
+        top_p=settings.top_p,
         batch_size=settings.batch_size,
         seed=settings.seed,
     )

@@ -15,6 +15,7 @@ from reward_funcs import (  # noqa: F401
     language,
     length,
     model_based,
+    reasoning_gym,
     repetition,
 )
 from reward_funcs.registry import RewardFunc, UnknownRewardError, get, guarded, names, register

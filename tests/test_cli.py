@@ -43,3 +43,31 @@ def test_bad_recipe_value_names_the_field(tmp_path, capsys):
     recipe.write_text("reward_funcs: [accuracy, no_such_reward]\noutput_dir: /tmp/x\n")
     assert cli.main(["check-recipe", str(recipe)]) == 1
     assert "reward_funcs: unknown reward 'no_such_reward'" in capsys.readouterr().out
+
+
+def test_eval_on_code_reports_pass_at_k(tmp_path):
+    from reward_funcs.sandbox import is_usable
+
+    if not is_usable():
+        pytest.skip("the code sandbox does not work on this machine")
+    model = random_tiny_model(tmp_path / "model")
+    output = tmp_path / "metrics.json"
+    assert cli.main(["eval", "--model_name_or_path", str(model), "--dataset_name", "humaneval", "--eval_size", "2",
+                     "--num_samples", "4", "--pass_k", "2", "--max_new_tokens", "4", "--prompt_template", "none",
+                     "--output_file", str(output)]) == 0
+    metrics = json.loads(output.read_text())
+    assert {"accuracy", "pass@1", "pass@2", "pass@4", "cons@4"} <= set(metrics)
+    assert metrics["num_prompts"] == 2 and metrics["pass@4"] == 0.0  # a random model writes no passing program
+
+
+def test_eval_reports_each_benchmark(tmp_path):
+    model = random_tiny_model(tmp_path / "model")
+    output = tmp_path / "metrics.json"
+    assert cli.main(["eval", "--model_name_or_path", str(model), "--dataset_name",
+                     "arithmetic+reasoning_gym:chain_sum", "--task_kwargs", '{"reasoning_gym:chain_sum": {"max_terms": 2, "max_digits": 1}}',
+                     "--eval_size", "3", "--num_samples", "2", "--max_new_tokens", "4",
+                     "--output_file", str(output)]) == 0
+    metrics = json.loads(output.read_text())
+    assert metrics["num_prompts"] == 6
+    assert metrics["num_prompts/arithmetic"] == 3 and metrics["num_prompts/reasoning_gym:chain_sum"] == 3
+    assert {"accuracy/arithmetic", "cons@2/reasoning_gym:chain_sum", "pass@2/arithmetic"} <= set(metrics)

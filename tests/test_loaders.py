@@ -198,13 +198,15 @@ def test_unknown_file_format_is_a_clear_error() -> None:
 
 
 def test_registry_dispatch(cache: dict[str, str]) -> None:
-    assert set(LOADERS) == {"gsm8k", "math", "math500", "numina", "aime"}
+    assert set(LOADERS) == {"gsm8k", "math", "math500", "numina", "aime", "aime2024", "gpqa_diamond", "humaneval",
+                            "livecodebench"}
     ds = load_task_dataset("aime", data_files=str(FIXTURES / "aime_2024_train.jsonl"), **cache)
     assert list(ds["solution"]) == ["40", "996"]
 
 
 def test_unknown_dataset_lists_known_ones() -> None:
-    with pytest.raises(ValueError, match="unknown dataset 'gsm9k'.*aime, gsm8k, math, math500, numina"):
+    with pytest.raises(ValueError, match="unknown dataset 'gsm9k'.*aime, aime2024, gpqa_diamond, gsm8k, humaneval, "
+                       "livecodebench, math, math500, numina"):
         load_task_dataset("gsm9k")
 
 
@@ -258,3 +260,22 @@ def test_hub_ids_and_default_configs(monkeypatch: pytest.MonkeyPatch) -> None:
     recorder.rows = [{"id": 1, "problem": "p", "solution": "s", "answer": "7", "url": "u"}]
     load_aime(path="HuggingFaceH4/aime_2024")
     assert recorder.calls[-1][0] == ("HuggingFaceH4/aime_2024", None)
+
+
+def test_benchmark_hub_ids_and_configs(monkeypatch: pytest.MonkeyPatch) -> None:
+    from r1_trl.data import benchmarks
+
+    recorder = RecordingLoader([{"id": 1, "problem": "p", "solution": "s", "answer": "7", "url": "u", "year": "2024"}])
+    monkeypatch.setattr(loaders, "load_dataset", recorder)
+    assert list(benchmarks.load_aime_2024()["solution"]) == ["7"]
+    assert recorder.calls[-1][0] == ("HuggingFaceH4/aime_2024", None) and recorder.calls[-1][1]["split"] == "train"
+
+    recorder.rows = [{"Question": "q", "Correct Answer": "c", "Incorrect Answer 1": "x", "Incorrect Answer 2": "y",
+                      "Incorrect Answer 3": "z", "Record ID": "rec1"}]
+    assert benchmarks.load_gpqa_diamond()[0]["record_id"] == "rec1"
+    assert recorder.calls[-1][0] == ("Idavidrein/gpqa", "gpqa_diamond")
+
+    recorder.rows = [{"question_content": "q", "public_test_cases": '[{"input": "", "output": "1", "testtype": "stdin"}]',
+                      "private_test_cases": "", "starter_code": "", "metadata": "{}"}]
+    benchmarks.load_livecodebench(name="release_v5")
+    assert recorder.calls[-1][0] == ("livecodebench/code_generation_lite", "release_v5")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import json
 import math
 import time
 from collections.abc import Callable
@@ -135,6 +136,11 @@ numbers = st.one_of(st.lists(st.integers(-5, 100), max_size=6), junk)
 target = st.one_of(st.integers(-1000, 1000), junk)
 language = st.sampled_from([None, "", "en", "zh", "es", "ja", "ru", "ar", "zh-CN", "Spanish"])
 prompt_type = st.one_of(st.sampled_from([None, "general", "reasoning"]), short_text)  # a string column
+# A reasoning-gym entry as the builder stores it (JSON), usable in about one row in three.
+GYM_ENTRY = json.dumps({"task": "chain_sum", "config": {}, "entry": {
+    "question": "State the final answer to the following arithmetic problem: 2 + 2 =", "answer": "4",
+    "metadata": {"source_dataset": "chain_sum", "expression": "2 + 2"}}})
+gym_entry = rarely(junk, st.just(GYM_ENTRY), 3)
 
 # Every column of every reward, as TRL passes all dataset columns to every reward.
 COLUMNS = {
@@ -145,6 +151,7 @@ COLUMNS = {
     "target": target,
     "language": language,
     "prompt_type": prompt_type,
+    "reasoning_gym": gym_entry,
 }
 TRL_KWARGS = {"trainer_state": None, "log_extra": lambda *args: None, "log_metric": lambda *args: None}
 
@@ -173,6 +180,7 @@ WARM_KWARGS = {
     "target": [4, 4],
     "language": ["zh", None],
     "prompt_type": ["general", "reasoning"],
+    "reasoning_gym": [GYM_ENTRY, GYM_ENTRY],
     **TRL_KWARGS,
 }
 
@@ -214,6 +222,7 @@ CASES: dict[str, RewardCase] = {
     ),
     "language_consistency": RewardCase(low=0.0, high=1.0),
     "countdown": RewardCase(low=0.0, high=1.0),
+    "reasoning_gym": RewardCase(low=0.0, high=1.0),
     # The math-verify worker gets 1 s per answer (the default is 5 s), plus a worker restart after a timeout.
     "accuracy": RewardCase(config=lambda: {"timeout": 1.0}, low=0.0, high=1.0, seconds_per_completion=10.0),
     "length": RewardCase(

@@ -87,6 +87,7 @@ def eval_settings(config: Any, language_metric: bool = False) -> EvalSettings:
     return EvalSettings(
         num_samples=config.eval_num_samples,
         temperature=config.eval_temperature,
+        top_p=config.eval_top_p,
         max_new_tokens=config.eval_max_new_tokens,
         seed=config.seed + 1,
         language_metric=language_metric,
