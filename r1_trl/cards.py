@@ -19,24 +19,11 @@ from typing import Any
 import yaml
 from huggingface_hub import DatasetCard, DatasetCardData, EvalResult, ModelCard, ModelCardData
 
-PIPELINE_STAGES: tuple[str, ...] = (
-    "r1-zero",
-    "cold-start-data",
-    "cold-start-sft",
-    "reasoning-rl",
-    "rejection-sampling",
-    "sft-2",
-    "rl-all",
-    "distill",
-)
-STAGE_TRAINERS: dict[str, str] = {
-    "r1-zero": "grpo",
-    "cold-start-sft": "sft",
-    "reasoning-rl": "grpo",
-    "sft-2": "sft",
-    "rl-all": "grpo",
-    "distill": "sft",
-}
+from r1_trl.rundir import RESULTS_FILE
+from r1_trl.stages import STAGES
+
+PIPELINE_STAGES: tuple[str, ...] = tuple(STAGES)
+STAGE_TRAINERS: dict[str, str] = {name: stage.trainer for name, stage in STAGES.items() if stage.trainer}
 TRAINER_LABELS = {"grpo": "GRPO reinforcement learning", "sft": "supervised fine-tuning"}
 # Config fields worth a line in the card, in display order; the full recipe is always included too.
 KEY_HYPERPARAMETERS: tuple[str, ...] = (
@@ -172,7 +159,7 @@ def stage_metrics(
     run_dir: Path, stage: str, entry: Mapping[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(metrics, before): the manifest's metrics completed by `results.json`; a contradiction is an error."""
-    results_path = run_dir / (entry.get("output_dir") or stage) / "results.json"
+    results_path = run_dir / (entry.get("output_dir") or stage) / RESULTS_FILE
     results: dict[str, Any] = {}
     if results_path.is_file():
         results = json.loads(results_path.read_text(encoding="utf-8"))

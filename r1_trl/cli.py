@@ -15,17 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from r1_trl.distributed import exit_distributed, exit_without_finalizing, launched_with_several_processes
+from r1_trl.stages import STAGES
 
-STAGE_COMMANDS: dict[str, str] = {
-    "r1-zero": "R1-Zero: GRPO from a base model with rule-based rewards.",
-    "cold-start-data": "Stage 1 data: readable long-CoT examples (few-shot, direct prompting, refined R1-Zero outputs).",
-    "cold-start-sft": "Stage 1: SFT on the cold-start data.",
-    "reasoning-rl": "Stage 2: GRPO with accuracy + format + language-consistency rewards.",
-    "rejection-sampling": "Stage 3: sample, keep correct/readable/single-language answers, mix non-reasoning data.",
-    "sft-2": "Stage 3: SFT on the rejection-sampled mix.",
-    "rl-all": "Stage 4: GRPO on reasoning (rules) + general prompts (reward models).",
-    "distill": "Distillation: teacher dataset + student SFT, compared with an RL-only student.",
-}
+STAGE_COMMANDS: dict[str, str] = {name: stage.help for name, stage in STAGES.items()}
 
 COMMANDS: dict[str, str] = {
     "grpo": "GRPO on a recipe (alias of r1-zero; rewards by name from the reward_funcs registry).",
@@ -80,11 +72,7 @@ def _parse(dataclass_type: type, argv: Sequence[str], prog: str):
 
 def stage_command(stage: str) -> Callable[[Sequence[str]], int]:
     def run_stage(argv: Sequence[str]) -> int:
-        import importlib
-
-        from r1_trl.pipeline import STAGE_MODULES
-
-        module = importlib.import_module(STAGE_MODULES[stage])
+        module = STAGES[stage].load()
         argv = list(argv)
         if "stage_name" in getattr(module.CONFIG_CLASS, "__dataclass_fields__", {}) and "--stage_name" not in argv:
             argv += ["--stage_name", stage]

@@ -66,6 +66,7 @@ from r1_trl.cards import (
     build_model_card,
     describe_feature,
 )
+from r1_trl.rundir import CURVES_FILE, MANIFEST_FILE, RECIPE_FILE, RESULTS_FILE, STATS_FILE, read_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -74,12 +75,10 @@ T = TypeVar("T")
 FileSource = Path | bytes  # a file to commit: a local path, or content made here (cards, lineage)
 Place = Callable[[str, str], object]  # how a local file gets into a folder to upload: link or copy
 
-MANIFEST_NAME = "manifest.json"
-STATS_NAME = "stats.json"
 # in a generated set's stats.json: the checkpoint that generated it
 SOURCE_CHECKPOINT_KEY = "source_checkpoint"
 PREVIEW_DIR = "hub"
-STAGE_EXTRA_FILES = ("results.json", "recipe.yaml", "curves.png")
+STAGE_EXTRA_FILES = (RESULTS_FILE, RECIPE_FILE, CURVES_FILE)
 # Trainer state that is large and only needed to resume on the same machine; not pushed for step branches.
 DEFAULT_CHECKPOINT_IGNORE = (
     "optimizer.pt",
@@ -133,14 +132,7 @@ class HubRef:
 
 
 # ---- run directory ----------------------------------------------------------------------------------------
-def load_manifest(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    path = Path(run_dir) / MANIFEST_NAME
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: is {run_dir} an r1-trl run directory?")
-    manifest = json.loads(path.read_text(encoding="utf-8"))
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("stages"), dict):
-        raise ValueError(f"{path} has no 'stages' mapping")
-    return manifest
+load_manifest = read_manifest  # the name callers of this module use
 
 
 def stage_entry(manifest: Mapping[str, Any], stage: str) -> dict[str, Any]:
@@ -417,7 +409,7 @@ def push_stage(
     """Push a finished stage's checkpoint with its card and the run manifest; return ``"repo@revision"``."""
     run_dir = Path(run_dir)
     return _push_model(
-        run_dir, load_manifest(run_dir), run_dir / MANIFEST_NAME, stage, target, no_push=no_push
+        run_dir, load_manifest(run_dir), run_dir / MANIFEST_FILE, stage, target, no_push=no_push
     )
 
 
@@ -446,7 +438,7 @@ def stage_lineage(output_dir: Path, stage: str, entry: Mapping[str, Any]) -> dic
     """The manifest to push with a stage that pushes itself (see `push_stage_output`)."""
     run_dir, name = output_dir.parent, output_dir.name
     manifest: dict[str, Any] | None = None
-    if (run_dir / MANIFEST_NAME).is_file():
+    if (run_dir / MANIFEST_FILE).is_file():
         try:
             candidate = load_manifest(run_dir)
         except ValueError:
@@ -498,7 +490,7 @@ def _push_model(
     stage_dir = run_dir / (entry.get("output_dir") or stage)
     files.update({name: stage_dir / name for name in STAGE_EXTRA_FILES if (stage_dir / name).is_file()})
     files["README.md"] = str(_model_card(run_dir, manifest, stage, ref, target)).encode("utf-8")
-    files[MANIFEST_NAME] = manifest_source
+    files[MANIFEST_FILE] = manifest_source
     if no_push:
         folder = _materialize(_fresh_dir(preview_dir(run_dir, ref)), files, shutil.copy2)
         logger.info("no_push: wrote what would be pushed to %s into %s", ref, folder)
@@ -573,11 +565,11 @@ def push_datasets(
     )
     files: dict[str, FileSource] = {
         "README.md": str(card).encode("utf-8"),
-        MANIFEST_NAME: run_dir / MANIFEST_NAME,
+        MANIFEST_FILE: run_dir / MANIFEST_FILE,
     }
     files.update(
         {
-            f"stats/{name}.json": run_dir / path / STATS_NAME
+            f"stats/{name}.json": run_dir / path / STATS_FILE
             for name, path in entry["datasets"].items()
             if stats[name]
         }
@@ -632,7 +624,7 @@ def _load_generated(path: Path, stage: str, name: str) -> Any:
 
 
 def _read_stats(dataset_path: Path) -> dict[str, Any]:
-    path = dataset_path / STATS_NAME
+    path = dataset_path / STATS_FILE
     if not path.is_file():
         return {}
     stats = json.loads(path.read_text(encoding="utf-8"))

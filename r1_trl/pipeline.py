@@ -17,7 +17,6 @@ resumes from its newest ``checkpoint-N``; ``--from STAGE`` re-runs that stage an
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import shlex
@@ -32,21 +31,12 @@ from typing import Any
 import yaml
 
 from r1_trl.recipes import load_recipe
-from r1_trl.stages.common import recipe_dict, write_json_atomic
+from r1_trl.rundir import MANIFEST_FILE, read_manifest, write_json_atomic
+from r1_trl.stages import STAGES
+from r1_trl.stages.common import recipe_dict
 
 logger = logging.getLogger(__name__)
 
-MANIFEST_FILE = "manifest.json"
-STAGE_MODULES: dict[str, str] = {
-    "r1-zero": "r1_trl.stages.r1_zero",
-    "cold-start-data": "r1_trl.stages.cold_start_data",
-    "cold-start-sft": "r1_trl.stages.sft",
-    "reasoning-rl": "r1_trl.stages.reasoning_rl",
-    "rejection-sampling": "r1_trl.stages.rejection_sampling",
-    "sft-2": "r1_trl.stages.sft",
-    "rl-all": "r1_trl.stages.rl_all",
-    "distill": "r1_trl.stages.distill",
-}
 REFERENCE_PREFIX = "@"
 
 
@@ -74,8 +64,8 @@ def load_plan(path: str | Path, run_dir: str | Path | None = None) -> PipelinePl
     stages = []
     for index, entry in enumerate(raw["stages"]):
         name = entry.get("stage")
-        if name not in STAGE_MODULES:
-            raise ValueError(f"stages[{index}].stage: unknown stage {name!r}; known: {', '.join(STAGE_MODULES)}")
+        if name not in STAGES:
+            raise ValueError(f"stages[{index}].stage: unknown stage {name!r}; known: {', '.join(STAGES)}")
         recipe = (path.parent / entry.get("recipe", "")).resolve()
         if not recipe.is_file():
             raise ValueError(f"stages[{index}].recipe: {recipe} does not exist")
@@ -99,9 +89,9 @@ def load_plan(path: str | Path, run_dir: str | Path | None = None) -> PipelinePl
 
 
 def load_manifest(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / MANIFEST_FILE
-    if path.is_file():
-        return json.loads(path.read_text())
+    """The run's manifest, or a new one for a run directory that has none yet."""
+    if (run_dir / MANIFEST_FILE).is_file():
+        return read_manifest(run_dir)
     return {"run_id": uuid.uuid4().hex[:12], "created": _now(), "stages": {}}
 
 
@@ -163,7 +153,7 @@ def run_pipeline(
 
 def _run_stage(stage_plan: StagePlan, plan: PipelinePlan, manifest: dict[str, Any]) -> None:
     run_dir = plan.run_dir
-    module = importlib.import_module(STAGE_MODULES[stage_plan.stage])
+    module = STAGES[stage_plan.stage].load()
     overrides = _overrides(stage_plan, run_dir, plan.seed)
     if "stage_name" in getattr(module.CONFIG_CLASS, "__dataclass_fields__", {}):
         overrides += ["--stage_name", stage_plan.stage]

@@ -12,6 +12,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from r1_trl.rundir import RESULTS_FILE  # noqa: E402
+
 
 def save_figure(figure: Any, path: str | Path, dpi: int = 100) -> Path:
     """Lay out, write (creating the folder) and close a figure; returns the path."""
@@ -72,7 +74,7 @@ def plot_pipeline_curves(run_dir: str | Path, manifest: dict[str, Any], path: st
 
     histories = []
     for stage, entry in manifest["stages"].items():
-        results = Path(run_dir) / entry.get("output_dir", stage) / "results.json"
+        results = Path(run_dir) / entry.get("output_dir", stage) / RESULTS_FILE
         if results.is_file():
             history = json.loads(results.read_text()).get("log_history") or []
             if any("reward" in row for row in history):

@@ -27,15 +27,13 @@ def recipe_path(relative: str) -> Path:
 def config_class_for(recipe: dict, path: str | Path | None = None) -> type:
     """The config dataclass of a recipe: its stage's (from ``stage_name`` or the file name, e.g.
     ``rejection_sampling.yaml``), else GRPO when it lists rewards, else SFT."""
-    import importlib
-
     from r1_trl.configs import R1GRPOConfig, R1SFTConfig
-    from r1_trl.pipeline import STAGE_MODULES
+    from r1_trl.stages import AUXILIARY_STAGES, STAGES
 
     stage = recipe.get("stage_name") or (Path(path).stem.replace("_", "-") if path else None)
-    modules = {**STAGE_MODULES, "reward-model": "r1_trl.reward_models"}
-    if stage in modules:
-        return importlib.import_module(modules[stage]).CONFIG_CLASS
+    known = {**STAGES, **AUXILIARY_STAGES}
+    if stage in known:
+        return known[stage].config_class
     return R1GRPOConfig if "reward_funcs" in recipe or "num_generations" in recipe else R1SFTConfig
 
 
@@ -67,13 +65,12 @@ def check_recipe(path: str | Path) -> str | None:
 
 
 def _check_pipeline(path: str | Path) -> str | None:
-    import importlib
-
-    from r1_trl.pipeline import STAGE_MODULES, load_plan
+    from r1_trl.pipeline import load_plan
+    from r1_trl.stages import STAGES
 
     plan = load_plan(path)
     for stage in plan.stages:
-        config_class = importlib.import_module(STAGE_MODULES[stage.stage]).CONFIG_CLASS
+        config_class = STAGES[stage.stage].config_class
         try:
             load_recipe(stage.recipe, ["--output_dir", str(plan.run_dir / stage.stage)], config_class)
         except (ValueError, TypeError) as error:

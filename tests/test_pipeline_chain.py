@@ -12,8 +12,9 @@ import yaml
 from hub_server import FakeHub, patch_endpoint
 from huggingface_hub import DatasetCard, ModelCard
 
-from r1_trl.pipeline import STAGE_MODULES, load_plan, run_pipeline, summary_table
+from r1_trl.pipeline import load_plan, run_pipeline, summary_table
 from r1_trl.recipes import recipe_path
+from r1_trl.stages import STAGES
 
 SMALL_EVAL = {"eval_size": 8, "eval_num_samples": 2, "eval_max_new_tokens": 32}
 SMALL_GRPO = {"max_steps": 2, "train_size": 32, "per_device_train_batch_size": 8, "num_generations": 4,
@@ -49,7 +50,7 @@ def test_the_whole_chain_runs_and_records_lineage(tmp_path):
                 "push": {"enabled": True, "repo_id": REPO, "dataset_repo_id": DATA_REPO}}
     (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(pipeline))
     plan = load_plan(tmp_path / "pipeline.yaml")
-    assert [s.stage for s in plan.stages] == list(STAGE_MODULES)
+    assert [s.stage for s in plan.stages] == list(STAGES)
 
     with FakeHub() as hub, patch_endpoint(hub.endpoint):
         manifest = run_pipeline(plan)
@@ -64,7 +65,7 @@ def test_the_whole_chain_runs_and_records_lineage(tmp_path):
     run_dir = Path(plan.run_dir)
     on_disk = json.loads((run_dir / "manifest.json").read_text())
     assert on_disk == json.loads(json.dumps(manifest))
-    for stage in STAGE_MODULES:
+    for stage in STAGES:
         entry = on_disk["stages"][stage]
         assert entry["status"] == "done", stage
         assert (run_dir / stage / "results.json").is_file(), stage
@@ -77,7 +78,7 @@ def test_the_whole_chain_runs_and_records_lineage(tmp_path):
     for stage in ("r1-zero", "cold-start-sft", "reasoning-rl", "sft-2", "rl-all"):
         assert (run_dir / on_disk["stages"][stage]["checkpoint"] / "config.json").is_file(), stage
     table = summary_table(on_disk)
-    assert all(stage in table for stage in STAGE_MODULES)
+    assert all(stage in table for stage in STAGES)
 
     # pushing was on: one revision per trained stage, one dataset revision per stage with generated sets (the
     # data stages' sets; every training stage at least its evaluation details), and every model card's metrics
@@ -85,8 +86,8 @@ def test_the_whole_chain_runs_and_records_lineage(tmp_path):
     data_only = {"cold-start-data", "rejection-sampling"}
     trained = {s for s, e in on_disk["stages"].items() if e.get("checkpoint")}
     generating = {s for s, e in on_disk["stages"].items() if e.get("datasets")}
-    assert trained == set(STAGE_MODULES) - data_only
-    assert generating == set(STAGE_MODULES)
+    assert trained == set(STAGES) - data_only
+    assert generating == set(STAGES)
     assert model_branches - {"main"} == trained
     assert dataset_branches - {"main"} == generating
     for stage, files in dataset_files.items():

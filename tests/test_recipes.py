@@ -34,8 +34,9 @@ import yaml
 
 from r1_trl import cli
 from r1_trl.configs import R1GRPOConfig
-from r1_trl.pipeline import STAGE_MODULES, load_plan
+from r1_trl.pipeline import load_plan
 from r1_trl.recipes import config_class_for, load_recipe
+from r1_trl.stages import STAGES
 from r1_trl.trainers import build_reward_funcs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,8 +77,8 @@ PIPELINE_STAGES = {
 def config_class(path: Path) -> type:
     """The dataclass the code that runs ``path`` parses it with (see the module docstring)."""
     stage = PIPELINE_STAGES.get(path.resolve(), path.stem.replace("_", "-"))
-    if stage in STAGE_MODULES:
-        return importlib.import_module(STAGE_MODULES[stage]).CONFIG_CLASS
+    if stage in STAGES:
+        return STAGES[stage].config_class
     if path.stem == REWARD_MODEL_RECIPE:
         from r1_trl.reward_models import RewardModelConfig
 

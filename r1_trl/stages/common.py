@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import math
-import os
 import shlex
-import shutil
 import sys
-import tempfile
 import time
-import uuid
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,18 +16,22 @@ import yaml
 
 from r1_trl.configs import TINY_MODEL
 from r1_trl.evaluation import EvalSettings, evaluate_model, split_eval_details
+from r1_trl.rundir import (  # noqa: F401  (re-exported: the stages read the layout through here too)
+    CHECKPOINT_DIR,
+    CURVES_FILE,
+    DATASETS_DIR,
+    EVAL_DETAILS_DATASET,
+    RECIPE_FILE,
+    RESULTS_FILE,
+    STATS_FILE,
+    last_checkpoint,
+    remove_stale_staging,
+    save_dataset_atomic,
+    write_json_atomic,
+)
 
 if TYPE_CHECKING:
     from r1_trl.hub import StagePublisher
-
-CHECKPOINT_DIR = "checkpoint"
-RESULTS_FILE = "results.json"
-CURVES_FILE = "curves.png"
-RECIPE_FILE = "recipe.yaml"
-STATS_FILE = "stats.json"
-DATASETS_DIR = "datasets"
-EVAL_DETAILS_DATASET = "eval_details"
-
 
 # Files of a Hub model repo that `from_pretrained` never reads: other frameworks' weights, and trainer state
 # (optimizer, scheduler, RNG) that pushed checkpoints or training repos may carry.
@@ -94,16 +93,6 @@ def eval_settings(config: Any, language_metric: bool = False) -> EvalSettings:
     )
 
 
-def write_json_atomic(path: str | Path, payload: Any) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, staging = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(handle, "w") as stream:
-        json.dump(payload, stream, indent=2, default=str)
-    os.replace(staging, path)
-    return path
-
-
 def recipe_dict(config: Any) -> dict[str, Any]:
     """The recipe fields that differ from the dataclass defaults, plus the stage-defining ones."""
     values: dict[str, Any] = {}
@@ -133,30 +122,6 @@ def save_recipe(config: Any, output_dir: str | Path) -> Path:
     path = Path(output_dir) / RECIPE_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(recipe_dict(config), sort_keys=True))
-    return path
-
-
-def save_dataset_atomic(dataset: Any, path: str | Path, stats: dict[str, Any]) -> Path:
-    """Write a ``datasets.Dataset`` and its ``stats.json`` to ``path`` so that ``path`` is either absent, the
-    old complete dataset, or the new complete one: everything goes to a staging folder next to it first and
-    is renamed into place at the end. Staging folders left by an interrupted earlier run are removed."""
-    path = Path(path).absolute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_staging(path)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.staging-", dir=path.parent))
-    retired = path.parent / f".{path.name}.retired-{uuid.uuid4().hex}"
-    try:
-        # an empty dataset must still get one shard, or load_from_disk cannot read it back
-        dataset.save_to_disk(str(staging), **({"num_shards": 1} if len(dataset) == 0 else {}))
-        write_json_atomic(staging / STATS_FILE, stats)
-        if path.exists():
-            os.replace(path, retired)  # a directory cannot be replaced by rename while it has files
-        os.replace(staging, path)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    finally:
-        shutil.rmtree(retired, ignore_errors=True)
     return path
 
 
@@ -206,28 +171,6 @@ def save_eval_details(
         "eval_settings": dataclasses.asdict(settings),
     }
     return save_dataset_atomic(details, path, stats)
-
-
-def remove_stale_staging(path: Path) -> list[Path]:
-    """Delete staging/retired folders an interrupted write left next to ``path``."""
-    stale = [*path.parent.glob(f".{path.name}.staging-*"), *path.parent.glob(f".{path.name}.retired-*")]
-    for folder in stale:
-        shutil.rmtree(folder, ignore_errors=True)
-    return stale
-
-
-def last_checkpoint(output_dir: str | Path) -> str | None:
-    """The newest complete ``checkpoint-N`` in ``output_dir``, so an interrupted stage resumes from it.
-
-    A stage killed while saving leaves a ``checkpoint-N`` without ``trainer_state.json`` (the Trainer writes
-    it last); resuming from that fails, so it is skipped for the previous one.
-    """
-    from transformers.trainer_utils import sort_checkpoints  # what the Trainer rotates checkpoints by
-
-    if not Path(output_dir).is_dir():
-        return None
-    complete = [path for path in sort_checkpoints(str(output_dir)) if Path(path, "trainer_state.json").is_file()]
-    return complete[-1] if complete else None
 
 
 def train_and_save(trainer: Any, output_dir: str | Path, tokenizer: Any) -> tuple[Path, float]:

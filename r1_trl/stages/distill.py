@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from datasets import Dataset, load_from_disk
+from datasets import Dataset
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 from trl import DistillationConfig, DistillationTrainer
 
@@ -49,6 +49,7 @@ from r1_trl.distributed import launch_state
 from r1_trl.evaluation import evaluate_model
 from r1_trl.generation import EngineSettings, Prompt, SamplingSettings, generate_sharded, release_engines
 from r1_trl.models.tiny import TinyBaseSpec, load_or_build_tiny_base
+from r1_trl.rundir import load_saved_dataset
 from r1_trl.stages.cold_start_data import STATS_FILE, save_dataset_atomic
 from r1_trl.stages.common import (
     CHECKPOINT_DIR,
@@ -403,7 +404,7 @@ def load_teacher_dataset(path: str | Path) -> tuple[Dataset, dict[str, Any], Ela
     stats = json.loads(stats_file.read_text())
     stats["reused_from"] = str(path.resolve())
     elapsed = Elapsed(stats["generation_seconds"], stats.get("generation_cpu_seconds", stats["generation_seconds"]))
-    return load_from_disk(str(path)), stats, elapsed
+    return load_saved_dataset(path), stats, elapsed
 
 
 # --- models ---------------------------------------------------------------------------------------------

@@ -283,6 +283,7 @@ def evaluate_general(
         num_samples=settings.num_samples,
         max_new_tokens=settings.max_new_tokens,
         temperature=settings.temperature,
+        top_p=settings.top_p,
         batch_size=settings.batch_size,
         seed=settings.seed,
     )

@@ -20,12 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from datasets import Dataset, load_from_disk
+from datasets import Dataset
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, Trainer
 
 from r1_trl.configs import R1SFTConfig, RecipeError
 from r1_trl.data.builders import PromptSpec, load_problems, render
 from r1_trl.data.decontaminate import decontaminate
+from r1_trl.rundir import load_saved_dataset
+from r1_trl.stages import SFT_STAGES as REGISTERED_SFT_STAGES
 from r1_trl.stages.common import eval_settings, resolve_model
 from r1_trl.stages.runner import TrainingStage, run_training_stage
 from r1_trl.trainers import R1SFTTrainer
@@ -33,7 +35,7 @@ from r1_trl.trainers import R1SFTTrainer
 logger = logging.getLogger(__name__)
 
 STAGE = "cold-start-sft"
-SFT_STAGES = ("cold-start-sft", "sft-2", "distill-student")
+SFT_STAGES = (*REGISTERED_SFT_STAGES, "distill-student")  # the distill stage trains its student with SFT
 # Columns TRL's SFTTrainer reads, by dataset type; any other column is kept for the record only.
 DATASET_LAYOUTS = (("prompt", "completion"), ("messages",), ("text",))
 
@@ -64,7 +66,7 @@ def load_sft_dataset(path: str | Path, max_rows: int | None = None, seed: int = 
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"sft_dataset: no saved dataset at {path}")
-    dataset = load_from_disk(str(path))
+    dataset = load_saved_dataset(path)
     if not isinstance(dataset, Dataset):
         raise ValueError(f"sft_dataset: {path} holds a DatasetDict; point at one split's folder")
     if not any(all(c in dataset.column_names for c in layout) for layout in DATASET_LAYOUTS):
