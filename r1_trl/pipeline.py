@@ -30,6 +30,8 @@ from typing import Any
 
 import yaml
 
+from r1_trl.distributed import launch_state
+from r1_trl.generation import release_engines
 from r1_trl.recipes import load_recipe
 from r1_trl.rundir import MANIFEST_FILE, read_manifest, write_json_atomic
 from r1_trl.stages import STAGES
@@ -128,10 +130,16 @@ def _overrides(plan: StagePlan, run_dir: Path, seed: int | None) -> list[str]:
 def run_pipeline(
     plan: PipelinePlan, from_stage: str | None = None, only: list[str] | None = None
 ) -> dict[str, Any]:
-    """Run every stage not yet done (or from ``from_stage`` on); returns the manifest."""
+    """Run every stage not yet done (or from ``from_stage`` on); returns the manifest.
+
+    Under ``accelerate launch`` every rank runs every stage (the stages share their work out); only the main
+    process writes the manifest and pushes, and the ranks start each stage together.
+    """
+    state = launch_state()
     run_dir = plan.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     manifest = load_manifest(run_dir)
+    state.wait_for_everyone()  # every rank has read the manifest before the main process rewrites it
     names = [s.stage for s in plan.stages]
     if from_stage is not None:
         if from_stage not in names:
@@ -147,11 +155,13 @@ def run_pipeline(
             logger.info("skipping %s: done", stage_plan.stage)
             print(f"[pipeline] {stage_plan.stage}: done, skipped")
             continue
-        _run_stage(stage_plan, plan, manifest)
+        _run_stage(stage_plan, plan, manifest, write=state.is_main_process)
+        release_engines()  # nothing a stage sampled with outlives it
+        state.wait_for_everyone()
     return manifest
 
 
-def _run_stage(stage_plan: StagePlan, plan: PipelinePlan, manifest: dict[str, Any]) -> None:
+def _run_stage(stage_plan: StagePlan, plan: PipelinePlan, manifest: dict[str, Any], write: bool = True) -> None:
     run_dir = plan.run_dir
     module = STAGES[stage_plan.stage].load()
     overrides = _overrides(stage_plan, run_dir, plan.seed)
@@ -173,7 +183,8 @@ def _run_stage(stage_plan: StagePlan, plan: PipelinePlan, manifest: dict[str, An
     }
     entry["inputs"].setdefault("model", entry["inputs"].get("model_name_or_path", getattr(config, "model_name_or_path", None)))
     manifest["stages"][stage_plan.stage] = entry
-    write_json_atomic(run_dir / MANIFEST_FILE, manifest)
+    if write:
+        write_json_atomic(run_dir / MANIFEST_FILE, manifest)
     print(f"[pipeline] {stage_plan.stage}: running ({'resuming' if resumed else 'fresh'})")
     started = time.perf_counter()
     try:
@@ -181,7 +192,8 @@ def _run_stage(stage_plan: StagePlan, plan: PipelinePlan, manifest: dict[str, An
     except BaseException:
         entry["status"] = "failed"
         entry["timings"]["end"] = _now()
-        write_json_atomic(run_dir / MANIFEST_FILE, manifest)
+        if write:
+            write_json_atomic(run_dir / MANIFEST_FILE, manifest)
         raise
     entry.update(
         {
@@ -192,6 +204,8 @@ def _run_stage(stage_plan: StagePlan, plan: PipelinePlan, manifest: dict[str, An
         }
     )
     entry["timings"].update({"end": _now(), "seconds": round(time.perf_counter() - started, 1)})
+    if not write:
+        return
     write_json_atomic(run_dir / MANIFEST_FILE, manifest)
     if plan.push.get("enabled"):
         _push_stage(stage_plan.stage, plan)

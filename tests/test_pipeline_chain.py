@@ -4,6 +4,10 @@ every training stage's held-out samples (evaluation details) are pushed as a dat
 
 import io
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -37,21 +41,29 @@ BUDGETS = {
 }
 
 
-@pytest.mark.slow
-def test_the_whole_chain_runs_and_records_lineage(tmp_path):
+def write_small_pipeline(folder: Path, run_dir: Path, push: dict | None = None) -> Path:
+    """The tiny pipeline with every stage's recipe cut to the minimal budgets above."""
+    folder.mkdir(parents=True, exist_ok=True)
     source = yaml.safe_load(recipe_path("tiny/pipeline.yaml").read_text())
     stages = []
     for entry in source["stages"]:
         recipe = yaml.safe_load(recipe_path(f"tiny/{entry['recipe']}").read_text())
         recipe.update(BUDGETS[entry["stage"]])
-        (tmp_path / entry["recipe"]).write_text(yaml.safe_dump(recipe))
+        (folder / entry["recipe"]).write_text(yaml.safe_dump(recipe))
         stages.append(entry)
-    pipeline = {"run_dir": str(tmp_path / "run"), "seed": 1, "stages": stages,
-                "push": {"enabled": True, "repo_id": REPO, "dataset_repo_id": DATA_REPO}}
-    (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(pipeline))
-    plan = load_plan(tmp_path / "pipeline.yaml")
-    assert [s.stage for s in plan.stages] == list(STAGES)
+    pipeline = {"run_dir": str(run_dir), "seed": 1, "stages": stages, **({"push": push} if push else {})}
+    (folder / "pipeline.yaml").write_text(yaml.safe_dump(pipeline))
+    return folder / "pipeline.yaml"
 
+
+@pytest.fixture(scope="module")
+def one_process_chain(tmp_path_factory):
+    """The chain in this process, pushing to a local Hub: (run dir, manifest, what the Hub received)."""
+    tmp_path = tmp_path_factory.mktemp("chain")
+    plan = load_plan(write_small_pipeline(tmp_path, tmp_path / "run",
+                                          {"enabled": True, "repo_id": REPO, "dataset_repo_id": DATA_REPO}))
+    assert [s.stage for s in plan.stages] == list(STAGES)
+    started = time.perf_counter()
     with FakeHub() as hub, patch_endpoint(hub.endpoint):
         manifest = run_pipeline(plan)
         model_branches = hub.branches(REPO)
@@ -60,9 +72,15 @@ def test_the_whole_chain_runs_and_records_lineage(tmp_path):
                        if stage != "main"}
         dataset_files = {stage: hub.files(DATA_REPO, stage, "dataset") for stage in dataset_branches
                          if stage != "main"}
+    print(f"one-process chain: {time.perf_counter() - started:.0f} s")
+    return Path(plan.run_dir), manifest, (model_branches, dataset_branches, model_cards, dataset_files)
+
+
+@pytest.mark.slow
+def test_the_whole_chain_runs_and_records_lineage(one_process_chain):
+    run_dir, manifest, (model_branches, dataset_branches, model_cards, dataset_files) = one_process_chain
     dataset_cards = {stage: DatasetCard(files["README.md"].decode()) for stage, files in dataset_files.items()}
 
-    run_dir = Path(plan.run_dir)
     on_disk = json.loads((run_dir / "manifest.json").read_text())
     assert on_disk == json.loads(json.dumps(manifest))
     for stage in STAGES:
@@ -111,3 +129,55 @@ def test_the_whole_chain_runs_and_records_lineage(tmp_path):
         assert all(metrics[k] == pytest.approx(expected[k]) for k in metrics), stage
     for stage, card in dataset_cards.items():
         assert stage in card.text
+
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
+def test_the_whole_chain_under_accelerate_launch_on_two_processes(one_process_chain, tmp_path):
+    """``r1-trl pipeline`` under ``accelerate launch`` (ZeRO-3 config, 2 CPU processes): every stage runs on both
+    ranks, datasets are written once, checkpoints load, and every stage's held-out accuracy is within the
+    1-process run's standard error (sampling is seeded per batch, so only training differs between the two)."""
+    from transformers import AutoModelForCausalLM
+
+    reference_dir, reference, _ = one_process_chain
+    pipeline = write_small_pipeline(tmp_path / "recipes", tmp_path / "run")
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+               str(Path(__file__).resolve().parents[1] / "recipes" / "accelerate_configs" / "zero3.yaml"),
+               "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no", "--main_process_port",
+               str(_free_port()), "-m", "r1_trl.cli", "pipeline", "--config", str(pipeline)]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]),
+                                                       os.environ.get("PYTHONPATH")]))}  # fmt: skip
+    started = time.perf_counter()
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1500)
+    seconds = time.perf_counter() - started
+    assert done.returncode == 0, (done.stdout + done.stderr)[-6000:]
+    run_dir = tmp_path / "run"
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    rows = []
+    for stage in STAGES:
+        entry = manifest["stages"][stage]
+        assert entry["status"] == "done", stage
+        for path in entry["datasets"].values():
+            saved = run_dir / path
+            assert (saved / "stats.json").is_file(), (stage, path)
+            assert not list(saved.parent.glob(f".{saved.name}.*")), f"{stage}: staging left next to {path}"
+            assert not list(saved.glob("cache-*.arrow")), f"{stage}: map caches inside {path}"
+        if entry.get("checkpoint"):
+            AutoModelForCausalLM.from_pretrained(run_dir / entry["checkpoint"])
+            one, two = reference["stages"][stage]["metrics"], entry["metrics"]
+            rows.append(f"{stage:<18} accuracy 1 process {one['accuracy']:.3f} ± {one['accuracy_stderr']:.3f}   "
+                        f"2 processes {two['accuracy']:.3f}")
+            assert abs(two["accuracy"] - one["accuracy"]) <= one["accuracy_stderr"] + 1e-9, rows[-1]
+    reference_seconds = sum(e["timings"]["seconds"] for e in reference["stages"].values())
+    print(f"pipeline wall time: 1 process {reference_seconds:.0f} s (stages), 2 processes {seconds:.0f} s (launch)")
+    print("\n".join(rows))
+    assert reference_dir != run_dir
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
