@@ -26,11 +26,14 @@ from typing import Any
 def launch_state() -> Any:
     """accelerate's shared `PartialState` of this launch: with several processes (``accelerate launch``,
     ``torchrun``) creating it starts the process group, so a stage calls it before anything that shards
-    work or writes once. CPU-only processes use gloo."""
+    work or writes once. CPU-only processes of a launch use gloo; a single process starts no group (with
+    ``cpu=True`` accelerate would start a one-process group and reset the torch thread count)."""
     import torch
     from accelerate import PartialState
 
-    return PartialState(cpu=not torch.cuda.is_available())
+    if launched_with_several_processes():
+        return PartialState(cpu=not torch.cuda.is_available())
+    return PartialState()
 
 
 def process_group_active() -> bool:

@@ -73,7 +73,7 @@ def test_eval_sampling_uses_top_p(monkeypatch: pytest.MonkeyPatch) -> None:
 
     seen = {}
 
-    def fake_generate(model, tokenizer, prompts, sampling, show_progress=False):
+    def fake_generate(model, tokenizer, prompts, sampling, engine=None, show_progress=False):
         seen["sampling"] = sampling
         return [["<answer>5</answer>"] * sampling.num_samples for _ in prompts]
 
