@@ -236,6 +236,21 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return random_tiny_model(tmp_path_factory.mktemp("tiny"))
 
 
+def test_every_field_of_trls_rollout_is_one_dynamic_sampling_can_merge(model_dir: Path, tmp_path: Path) -> None:
+    """TRL's rollout dict is private and grows between releases; dynamic sampling must know how to merge
+    each of its fields. A new field fails here, by name, instead of deep inside a training run."""
+    from r1_trl import trainers
+
+    trainer = R1GRPOTrainer(model=str(model_dir), args=grpo_config(tmp_path), train_dataset=two_kind_prompts(),
+                            reward_funcs=[kind_reward])  # fmt: skip
+    batch = [{"prompt": f"Varying question {i}:"} for i in range(8)]
+    rollout = trainer._generate_and_score_completions(batch)
+    known = {*trainers._LEFT_PADDED, *trainers._RIGHT_PADDED, *trainers._PER_ROW, trainers._BATCH_COUNT}
+    unknown = sorted(set(rollout) - known)
+    assert not unknown, f"TRL's rollout has fields r1_trl/trainers.py cannot merge: {unknown}"
+    assert {"prompt_ids", "completion_ids", "advantages"} <= set(rollout)
+
+
 def test_dynamic_sampling_keeps_zero_variance_groups_out_of_the_loss(model_dir: Path, tmp_path: Path) -> None:
     trainer = train(model_dir, grpo_config(tmp_path, dynamic_sampling=True, dynamic_sampling_max_rounds=8), kind_reward)
     rows = rows_reaching_loss(trainer)
