@@ -30,6 +30,7 @@ import dataclasses
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ from trl import DistillationConfig, DistillationTrainer
 import reward_funcs
 from r1_trl.configs import TINY_MODEL, R1GRPOConfig, R1SFTConfig, RecipeError, parse_dict
 from r1_trl.data.builders import PromptSpec, build_prompt_datasets
+from r1_trl.data.selection import select_unique
 from r1_trl.data.templates import TEMPLATES, format_prompt
 from r1_trl.distributed import launch_state
 from r1_trl.evaluation import evaluate_model
@@ -271,22 +273,18 @@ def filter_teacher_samples(
         for name in filters
     }
     rejected = {name: 0 for name in filters} | {DUPLICATE: 0, PER_PROMPT_CAP: 0}
-    kept: list[tuple[int, str]] = []
-    seen: set[tuple[int, str]] = set()
-    per_prompt: dict[int, int] = {}
-    for position, (row, text) in enumerate(flat):
+    passing: list[int] = []
+    for position in range(len(flat)):
         failed = next((name for name in filters if not passes[name][position]), None)
-        key = (row, text.strip())
-        if failed is not None:
-            rejected[failed] += 1
-        elif dedupe and key in seen:
-            rejected[DUPLICATE] += 1
-        elif max_per_prompt is not None and per_prompt.get(row, 0) >= max_per_prompt:
-            rejected[PER_PROMPT_CAP] += 1
+        if failed is None:
+            passing.append(position)
         else:
-            seen.add(key)
-            per_prompt[row] = per_prompt.get(row, 0) + 1
-            kept.append((row, text))
+            rejected[failed] += 1
+    chosen, counts = select_unique([(flat[p][0], flat[p][1].strip()) for p in passing], max_per_prompt, dedupe)
+    rejected[DUPLICATE] = counts.exact_duplicates + counts.whitespace_duplicates
+    rejected[PER_PROMPT_CAP] = counts.over_cap
+    kept = [flat[passing[c]] for c in chosen]
+    per_prompt = Counter(row for row, _ in kept)
     stats = {
         "prompts": len(rows),
         "generated": len(flat),
