@@ -20,7 +20,7 @@ from datasets import Dataset, Features, List, Value
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 
 import reward_funcs
-from r1_trl.generation import EngineSettings, SamplingSettings, generate, generate_sharded
+from r1_trl.generation import EngineSettings, SamplingSettings, generate, generate_sharded, is_zero3_partitioned
 from reward_funcs._math_extract import completion_answer, gold_choice
 from reward_funcs.code_exec import extract_python_block
 
@@ -384,12 +384,6 @@ def eval_details(
         columns[name] = [list(values[i * k : (i + 1) * k]) for i in range(len(rows))]
     columns["accuracy"] = [sum(flags) / k for flags in columns["correct"]]
     return Dataset.from_dict(columns, features=features)
-
-
-def is_zero3_partitioned(model: Any) -> bool:
-    """Whether the model's parameters are partitioned across ranks by DeepSpeed ZeRO-3."""
-    parameter = next(iter(model.parameters()), None)
-    return parameter is not None and hasattr(parameter, "ds_id")
 
 
 class HeldOutEvalCallback(TrainerCallback):

@@ -229,6 +229,12 @@ def _zero3_partitioning_off() -> Iterator[None]:
         hf_deepspeed.set_hf_deepspeed_config(active)
 
 
+def is_zero3_partitioned(model: Any) -> bool:
+    """Whether the model's parameters are partitioned across ranks by DeepSpeed ZeRO-3."""
+    parameter = next(iter(model.parameters()), None)
+    return parameter is not None and hasattr(parameter, "ds_id")
+
+
 def _batches(count: int, size: int) -> Iterator[tuple[int, int]]:
     for start in range(0, count, size):
         yield start, min(start + size, count)
@@ -260,6 +266,10 @@ def _generate_transformers(
             attention = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in rows], device=model.device)
             generated = model.generate(
                 input_ids=input_ids,
+                # A ZeRO-3-partitioned model needs every rank in every forward (the ranks generate the same
+                # batches); a plain copy must not wait for the others (transformers would sync whenever a
+                # DeepSpeed ZeRO-3 config is active, and ranks with different shares would deadlock).
+                synced_gpus=is_zero3_partitioned(model),
                 attention_mask=attention,
                 max_new_tokens=settings.max_new_tokens,
                 do_sample=sampled,
