@@ -20,7 +20,13 @@ from datasets import Dataset, Features, List, Value
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 
 import reward_funcs
-from r1_trl.generation import EngineSettings, SamplingSettings, generate, generate_sharded, is_zero3_partitioned
+from r1_trl.generation import (
+    EngineSettings,
+    SamplingSettings,
+    generate,
+    generate_sharded,
+    is_zero3_partitioned,
+)
 from reward_funcs._math_extract import completion_answer, gold_choice
 from reward_funcs.code_exec import extract_python_block
 
