@@ -255,7 +255,9 @@ def run(config: RewardModelConfig) -> dict[str, Any]:
             datasets[name] = str(save_dataset_atomic(pairs, output_dir / "datasets" / name, stats).resolve())
 
     trainer = RewardTrainer(model=model_path, args=config, train_dataset=train, processing_class=tokenizer)
-    before = trainer.evaluate(eval_dataset=held_out)
+    # Under DeepSpeed, evaluating first prepares the model for inference only and training then fails
+    # ("'NoneType' object has no attribute 'backward'"): the untrained baseline is skipped there.
+    before = {} if trainer.is_deepspeed_enabled else trainer.evaluate(eval_dataset=held_out)
     train_started = time.perf_counter()
     trainer.train()
     train_seconds = time.perf_counter() - train_started
