@@ -12,7 +12,6 @@ split across the ranks of a launch, vLLM engines built and released the way TRL 
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import importlib.util
 import logging
@@ -24,6 +23,8 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from reward_funcs.model_based import outside_zero3
 
 logger = logging.getLogger(__name__)
 
@@ -204,29 +205,9 @@ def load_for_generation(model: str, engine: EngineSettings) -> PreTrainedModel:
     from transformers import AutoModelForCausalLM
 
     dtype = engine.dtype if engine.dtype != "auto" else ("bfloat16" if torch.cuda.is_available() else "float32")
-    with _zero3_partitioning_off():
+    with outside_zero3():
         loaded = AutoModelForCausalLM.from_pretrained(model, dtype=getattr(torch, dtype))
     return loaded.to(generation_device())
-
-
-@contextlib.contextmanager
-def _zero3_partitioning_off() -> Iterator[None]:
-    """Inside a ZeRO-3 run ``from_pretrained`` partitions every model it loads across the ranks (zero.Init),
-    and generating with it would then need every rank to take part. Unset transformers' DeepSpeed config
-    for the load and set it back after (transformers keeps the active config behind a weakref: the
-    set/unset functions are public, reading the object back is not)."""
-    from transformers.integrations import deepspeed as hf_deepspeed
-
-    reference = getattr(hf_deepspeed, "_hf_deepspeed_config_weak_ref", None)
-    active = reference() if reference is not None else None
-    if active is None:
-        yield
-        return
-    hf_deepspeed.unset_hf_deepspeed_config()
-    try:
-        yield
-    finally:
-        hf_deepspeed.set_hf_deepspeed_config(active)
 
 
 def is_zero3_partitioned(model: Any) -> bool:

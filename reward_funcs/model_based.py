@@ -20,9 +20,10 @@ read as preference probabilities in [0, 1] next to the rule rewards.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -263,13 +264,40 @@ def _files_stamp(model_path: str) -> int | None:
     return max((item.stat().st_mtime_ns for item in path.iterdir() if item.is_file()), default=None)
 
 
+@contextlib.contextmanager
+def outside_zero3() -> Iterator[None]:
+    """Load models as plain local copies even inside a DeepSpeed ZeRO-3 run.
+
+    There ``from_pretrained`` partitions every model it loads across the ranks (zero.Init), and every
+    forward then needs all ranks at once: a reward model scoring each rank's own completions, or one rank
+    measuring a checkpoint, would deadlock. transformers keeps the active config behind a weakref; its
+    set/unset functions are public, reading the object back is not.
+
+    >>> with outside_zero3():
+    ...     pass
+    """
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    reference = getattr(hf_deepspeed, "_hf_deepspeed_config_weak_ref", None)
+    active = reference() if reference is not None else None
+    if active is None:
+        yield
+        return
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        hf_deepspeed.set_hf_deepspeed_config(active)
+
+
 @functools.lru_cache(maxsize=8)
 def _load_reward_model(model_path: str, device: str, stamp: int | None) -> tuple[Any, Any]:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_path)
-        model = AutoModelForSequenceClassification.from_pretrained(model_path, num_labels=1)
+        with outside_zero3():
+            model = AutoModelForSequenceClassification.from_pretrained(model_path, num_labels=1)
     except (OSError, ValueError) as error:
         raise ValueError(f"model_path: cannot load a reward model from {model_path!r}: {error}") from None
     model.to(device).eval()
