@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from accelerate.state import AcceleratorState
 from datasets import Dataset
 from transformers import PreTrainedTokenizerBase, Trainer, TrainerCallback
 
@@ -77,6 +78,10 @@ def run_training_stage(stage: TrainingStage) -> dict[str, Any]:
     callbacks = publisher.callbacks() if publisher else []
     if config.eval_every_steps > 0:
         callbacks.append(HeldOutEvalCallback(stage.held_out, stage.tokenizer, stage.settings, config.eval_every_steps))
+    # A trainer built earlier in this process (another pipeline stage, rl-all's reward models) leaves accelerate's
+    # state behind, and under DeepSpeed a second Accelerator refuses the plugin the new trainer passes. Clear it,
+    # as transformers does when its TrainingArguments set up their devices (the process group stays).
+    AcceleratorState._reset_state(reset_partial_state=False)
     trainer = stage.build_trainer(trainer_args(config, publisher), callbacks)
     checkpoint, train_seconds = train_and_save(trainer, output_dir, stage.tokenizer)
     accelerator, state = trainer.accelerator, trainer.state
