@@ -449,9 +449,22 @@ class TimeBudget(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):  # type: ignore[override]
         elapsed = self.clock() - (self.started or 0.0)
-        if elapsed + elapsed / max(state.global_step, 1) > self.seconds:
+        if _any_rank(elapsed + elapsed / max(state.global_step, 1) > self.seconds):
             control.should_training_stop = True
         return control
+
+
+def _any_rank(flag: bool) -> bool:
+    """``flag`` of any rank of the launch: ranks whose clocks disagree must still stop at the same step, or
+    the ones that go on wait forever in their next collective."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return flag
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+    value = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
 
 
 # --- training -------------------------------------------------------------------------------------------
