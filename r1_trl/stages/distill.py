@@ -70,6 +70,7 @@ from r1_trl.stages.common import (
 )
 from r1_trl.trainers import R1GRPOTrainer, R1SFTTrainer
 from reward_funcs._text import completion_to_text
+from reward_funcs.model_based import outside_zero3
 
 if TYPE_CHECKING:
     from r1_trl.hub import StagePublisher
@@ -421,7 +422,7 @@ def resolve_student(config: DistillConfig) -> tuple[str, str | None, dict[str, A
 def count_parameters(path: str, revision: str | None = None) -> int:
     """Parameters of a checkpoint, from its config alone (the weights are built on the meta device)."""
     model_config = AutoConfig.from_pretrained(path, revision=revision)
-    with torch.device("meta"):
+    with outside_zero3(), torch.device("meta"):  # under ZeRO-3, from_config would initialise real shards
         model = AutoModelForCausalLM.from_config(model_config)
     return sum(p.numel() for p in model.parameters())
 
