@@ -353,3 +353,23 @@ def test_docs_reference_existing_recipes_and_real_config_fields() -> None:
             "mask_truncated_completions", "dynamic_sampling"} <= set(named)
     unknown = sorted(set(named) - fields)
     assert not unknown, f"docs name fields R1GRPOConfig does not have: {unknown}"
+
+
+@pytest.mark.parametrize("path", GPU_RECIPES, ids=lambda p: str(p.relative_to(RECIPES)))
+def test_no_recipe_syncs_its_reference_model_only_at_the_end(path: Path) -> None:
+    raw = yaml.safe_load(path.read_text())
+    if not raw.get("sync_ref_model") or not raw.get("max_steps"):
+        return
+    every, steps = raw["ref_model_sync_steps"], raw["max_steps"]
+    assert every < steps and steps % every != 0, (
+        f"ref_model_sync_steps {every} with max_steps {steps}: a sync at the last step only costs a full gather"
+    )
+
+
+def test_slurm_script_waits_for_the_server_and_serves_a_dense_model_as_trl_supports() -> None:
+    script = SLURM_SCRIPT.read_text()
+    assert "--data_parallel_size 1" in script and "--data_parallel_size $(" not in script
+    assert 'curl -sf "http://$VLLM_NODE:$VLLM_PORT/health/"' in script
+    assert script.count("srun --kill-on-bad-exit=1") == 2
+    model_line = next(line for line in script.splitlines() if line.startswith("MODEL="))
+    assert model_line.index("$ENV_SETUP") < model_line.index("python"), "yaml is read after the environment set-up"
