@@ -20,7 +20,8 @@ from r1_trl.pipeline import load_plan, run_pipeline, summary_table
 from r1_trl.recipes import recipe_path
 from r1_trl.stages import STAGES
 
-SMALL_EVAL = {"eval_size": 8, "eval_num_samples": 2, "eval_max_new_tokens": 32}
+# Long enough for the chat stages' readable answers (~60 tokens) to finish, so their metrics mean something.
+SMALL_EVAL = {"eval_size": 8, "eval_num_samples": 2, "eval_max_new_tokens": 96}
 SMALL_GRPO = {"max_steps": 2, "train_size": 32, "per_device_train_batch_size": 8, "num_generations": 4,
               "max_completion_length": 32, "logging_steps": 1}
 REPO = "tester/r1-tiny"
@@ -136,7 +137,8 @@ def test_the_whole_chain_runs_and_records_lineage(one_process_chain):
 def test_the_whole_chain_under_accelerate_launch_on_two_processes(one_process_chain, tmp_path):
     """``r1-trl pipeline`` under ``accelerate launch`` (ZeRO-3 config, 2 CPU processes): every stage runs on both
     ranks, datasets are written once, checkpoints load, and every stage's held-out accuracy is within the
-    1-process run's standard error (sampling is seeded per batch, so only training differs between the two)."""
+    1-process run's (two standard errors of the difference: sampling is seeded per batch, so the two runs
+    differ only by training on two processes, and 8 held-out prompts make each accuracy noisy)."""
     from transformers import AutoModelForCausalLM
 
     reference_dir, reference, _ = one_process_chain
@@ -167,8 +169,9 @@ def test_the_whole_chain_under_accelerate_launch_on_two_processes(one_process_ch
             AutoModelForCausalLM.from_pretrained(run_dir / entry["checkpoint"])
             one, two = reference["stages"][stage]["metrics"], entry["metrics"]
             rows.append(f"{stage:<18} accuracy 1 process {one['accuracy']:.3f} ± {one['accuracy_stderr']:.3f}   "
-                        f"2 processes {two['accuracy']:.3f}")
-            assert abs(two["accuracy"] - one["accuracy"]) <= one["accuracy_stderr"] + 1e-9, rows[-1]
+                        f"2 processes {two['accuracy']:.3f} ± {two['accuracy_stderr']:.3f}")
+            band = 2 * (one["accuracy_stderr"] ** 2 + two["accuracy_stderr"] ** 2) ** 0.5
+            assert abs(two["accuracy"] - one["accuracy"]) <= band + 1e-9, rows[-1]
     reference_seconds = sum(e["timings"]["seconds"] for e in reference["stages"].values())
     print(f"pipeline wall time: 1 process {reference_seconds:.0f} s (stages), 2 processes {seconds:.0f} s (launch)")
     print("\n".join(rows))
