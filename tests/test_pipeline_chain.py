@@ -42,14 +42,19 @@ BUDGETS = {
 }
 
 
-def write_small_pipeline(folder: Path, run_dir: Path, push: dict | None = None) -> Path:
-    """The tiny pipeline with every stage's recipe cut to the minimal budgets above."""
+def write_small_pipeline(folder: Path, run_dir: Path, push: dict | None = None, processes: int = 1) -> Path:
+    """The tiny pipeline with every stage's recipe cut to the minimal budgets above; for ``processes`` > 1
+    the per-device batch is divided so that the global batch (and so the number of steps) stays the same."""
     folder.mkdir(parents=True, exist_ok=True)
     source = yaml.safe_load(recipe_path("tiny/pipeline.yaml").read_text())
     stages = []
     for entry in source["stages"]:
         recipe = yaml.safe_load(recipe_path(f"tiny/{entry['recipe']}").read_text())
         recipe.update(BUDGETS[entry["stage"]])
+        if processes > 1 and entry["stage"] not in ("cold-start-data", "rejection-sampling"):
+            per_device = recipe.get("per_device_train_batch_size", 8)
+            assert per_device % processes == 0, (entry["stage"], per_device)
+            recipe["per_device_train_batch_size"] = per_device // processes
         (folder / entry["recipe"]).write_text(yaml.safe_dump(recipe))
         stages.append(entry)
     pipeline = {"run_dir": str(run_dir), "seed": 1, "stages": stages, **({"push": push} if push else {})}
@@ -135,14 +140,15 @@ def test_the_whole_chain_runs_and_records_lineage(one_process_chain):
 @pytest.mark.slow
 @pytest.mark.multiprocess
 def test_the_whole_chain_under_accelerate_launch_on_two_processes(one_process_chain, tmp_path):
-    """``r1-trl pipeline`` under ``accelerate launch`` (ZeRO-3 config, 2 CPU processes): every stage runs on both
+    """``r1-trl pipeline`` under ``accelerate launch`` (ZeRO-3 config, 2 CPU processes, half the per-device batch,
+    so the same global batch as the 1-process run): every stage runs on both
     ranks, datasets are written once, checkpoints load, and every stage's held-out accuracy is within the
     1-process run's (two standard errors of the difference: sampling is seeded per batch, so the two runs
     differ only by training on two processes, and 8 held-out prompts make each accuracy noisy)."""
     from transformers import AutoModelForCausalLM
 
     reference_dir, reference, _ = one_process_chain
-    pipeline = write_small_pipeline(tmp_path / "recipes", tmp_path / "run")
+    pipeline = write_small_pipeline(tmp_path / "recipes", tmp_path / "run", processes=2)
     command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
                str(Path(__file__).resolve().parents[1] / "recipes" / "accelerate_configs" / "zero3.yaml"),
                "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no", "--main_process_port",
