@@ -279,6 +279,7 @@ def vllm_engine(model: str, engine: EngineSettings) -> Any:
     key = (model, engine)
     if key not in _VLLM_ENGINES:
         release_engines()
+        from trl.trainer.utils import ensure_master_addr_port
         from vllm import LLM
 
         world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
@@ -286,8 +287,7 @@ def vllm_engine(model: str, engine: EngineSettings) -> Any:
         os.environ.setdefault("RANK", str(rank))
         os.environ.setdefault("LOCAL_RANK", str(rank))
         os.environ.setdefault("WORLD_SIZE", str(world))
-        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-        os.environ.setdefault("MASTER_PORT", "29541")
+        ensure_master_addr_port()  # TRL's: a free rendezvous port unless a launcher set one
         _VLLM_ENGINES[key] = LLM(
             model=model,
             tensor_parallel_size=engine.vllm_tensor_parallel_size,

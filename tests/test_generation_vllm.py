@@ -40,6 +40,8 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def fake_vllm(monkeypatch, tmp_path):
+    launcher_variables = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+    saved = {name: os.environ.pop(name) for name in launcher_variables if name in os.environ}
     monkeypatch.setenv("FAKE_VLLM_LEDGER", str(tmp_path / "ledger.json"))
     monkeypatch.syspath_prepend(str(FAKE_VLLM))
     monkeypatch.delitem(sys.modules, "vllm", raising=False)
@@ -50,6 +52,9 @@ def fake_vllm(monkeypatch, tmp_path):
     yield vllm
     release_engines()
     sys.modules.pop("vllm", None)
+    for name in launcher_variables:  # engines set them, as TRL's do; later tests must not see a launch
+        os.environ.pop(name, None)
+    os.environ.update(saved)
 
 
 def test_engines_are_built_like_trl_and_released(fake_vllm, tiny_model):
