@@ -17,7 +17,7 @@
 #   GPUS_PER_NODE        GPUs on every node [8]
 #   VLLM_PORT            HTTP port of the vLLM server [8000]
 #   VLLM_TP              tensor parallel size of the vLLM engine (must divide the model's heads) [1]
-#   VLLM_WAIT            seconds to wait for the vLLM server's /health/ before giving up [900]
+#   VLLM_WAIT            seconds to wait for the vLLM server's /health before giving up [900]
 #   MASTER_PORT          rendezvous port of the training processes [29500]
 #   EXTRA_ARGS           extra `--field value` overrides for the recipe [none]
 #   ENV_SETUP            command run first on every node, e.g. "source .venv/bin/activate" [none]
@@ -67,13 +67,13 @@ trap 'kill $VLLM_PID 2>/dev/null || true' EXIT
 
 # Training starts only once the server answers (loading a 7B model can take minutes).
 waited=0
-until curl -sf "http://$VLLM_NODE:$VLLM_PORT/health/" >/dev/null; do
+until curl -sf "http://$VLLM_NODE:$VLLM_PORT/health" >/dev/null; do
     if ! kill -0 "$VLLM_PID" 2>/dev/null; then
         echo "the vLLM server on $VLLM_NODE exited before answering; see its log above" >&2
         exit 1
     fi
     if (( waited >= VLLM_WAIT )); then
-        echo "the vLLM server on $VLLM_NODE:$VLLM_PORT did not answer /health/ within ${VLLM_WAIT}s" >&2
+        echo "the vLLM server on $VLLM_NODE:$VLLM_PORT did not answer /health within ${VLLM_WAIT}s" >&2
         exit 1
     fi
     sleep 10
