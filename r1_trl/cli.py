@@ -140,7 +140,7 @@ def cmd_demo(argv: Sequence[str]) -> int:
 
 
 def cmd_check_recipe(argv: Sequence[str]) -> int:
-    from r1_trl.recipes import check_recipe
+    from r1_trl.recipe_checks import check_recipe
 
     parser = argparse.ArgumentParser(prog="r1-trl check-recipe", description=COMMANDS["check-recipe"])
     parser.add_argument("recipes", nargs="+", help="Recipe YAML files.")

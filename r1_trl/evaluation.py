@@ -27,8 +27,8 @@ from r1_trl.generation import (
     generate_sharded,
     is_zero3_partitioned,
 )
-from reward_funcs._math_extract import completion_answer, gold_choice
 from reward_funcs.code_exec import extract_python_block
+from reward_funcs.extraction import completion_answer, gold_choice
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:

@@ -1,4 +1,7 @@
-"""Finding bundled recipes and validating recipe files before any compute (``r1-trl check-recipe``)."""
+"""Finding bundled recipes and parsing a recipe YAML into its stage's config dataclass.
+
+(Checking recipe and pipeline files before any compute, ``r1-trl check-recipe``, is `r1_trl.recipe_checks`.)
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,10 @@ from importlib import resources
 from pathlib import Path
 
 import yaml
+from trl import TrlParser
+
+from r1_trl.configs import R1GRPOConfig, R1SFTConfig
+from r1_trl.stages import AUXILIARY_STAGES, STAGES
 
 REPO_RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
@@ -27,9 +34,6 @@ def recipe_path(relative: str) -> Path:
 def config_class_for(recipe: dict, path: str | Path | None = None) -> type:
     """The config dataclass of a recipe: its stage's (from ``stage_name`` or the file name, e.g.
     ``rejection_sampling.yaml``), else GRPO when it lists rewards, else SFT."""
-    from r1_trl.configs import R1GRPOConfig, R1SFTConfig
-    from r1_trl.stages import AUXILIARY_STAGES, STAGES
-
     stage = recipe.get("stage_name") or (Path(path).stem.replace("_", "-") if path else None)
     known = {**STAGES, **AUXILIARY_STAGES}
     if stage in known:
@@ -39,40 +43,9 @@ def config_class_for(recipe: dict, path: str | Path | None = None) -> type:
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None, config_class: type | None = None):
     """Parse a recipe YAML (plus ``--field value`` overrides) into its config dataclass with TRL's parser."""
-    from trl import TrlParser
-
     raw = yaml.safe_load(Path(path).read_text())
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: a recipe must be a YAML mapping")
     config_class = config_class or config_class_for(raw, path)
     (config,) = TrlParser(config_class).parse_args_and_config(["--config", str(path), *(overrides or [])])
     return config
-
-
-def check_recipe(path: str | Path) -> str | None:
-    """None when the recipe (or pipeline, with every stage recipe it names) parses and validates, else the
-    error message (which names the field)."""
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-        if isinstance(raw, dict) and "stages" in raw:
-            return _check_pipeline(path)
-        load_recipe(path)
-    except (ValueError, TypeError, FileNotFoundError, yaml.YAMLError) as error:
-        return str(error)
-    except SystemExit as error:  # argparse rejects a malformed value
-        return f"invalid value in recipe (argparse exit {error.code})"
-    return None
-
-
-def _check_pipeline(path: str | Path) -> str | None:
-    from r1_trl.pipeline import load_plan
-    from r1_trl.stages import STAGES
-
-    plan = load_plan(path)
-    for stage in plan.stages:
-        config_class = STAGES[stage.stage].config_class
-        try:
-            load_recipe(stage.recipe, ["--output_dir", str(plan.run_dir / stage.stage)], config_class)
-        except (ValueError, TypeError) as error:
-            return f"stage {stage.stage} ({stage.recipe.name}): {error}"
-    return None

@@ -6,6 +6,7 @@ import importlib
 import pytest
 
 MODULES = [
+    "reward_funcs.extraction",
     "r1_trl.data.tasks.arithmetic",
     "r1_trl.data.tasks.countdown",
     "r1_trl.data.reasoning",

@@ -33,7 +33,7 @@ from r1_trl.hub import push_run
 from r1_trl.models import build_tiny_tokenizer
 from r1_trl.stages import r1_zero, sft
 from r1_trl.stages.common import eval_settings
-from reward_funcs._math_extract import completion_answer
+from reward_funcs.extraction import completion_answer
 
 REPO = "tester/details"
 K = 2

@@ -80,7 +80,7 @@ def config_class(path: Path) -> type:
     if stage in STAGES:
         return STAGES[stage].config_class
     if path.stem == REWARD_MODEL_RECIPE:
-        from r1_trl.reward_models import RewardModelConfig
+        from r1_trl.stages.reward_model import RewardModelConfig
 
         return RewardModelConfig
     return config_class_for(yaml.safe_load(path.read_text()))

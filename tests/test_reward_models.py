@@ -7,15 +7,16 @@ import json
 from pathlib import Path
 
 import pytest
+from trl import RewardTrainer
 
 import r1_trl.data.preferences
-import r1_trl.reward_models
+import r1_trl.stages.reward_model
 import reward_funcs
 import reward_funcs.model_based
 from r1_trl.configs import RecipeError
 from r1_trl.data.preferences import general_prompts, preference_pairs
 from r1_trl.recipes import load_recipe, recipe_path
-from r1_trl.reward_models import RewardModelConfig, load_preference_splits, pair_views, run
+from r1_trl.stages.reward_model import RewardModelConfig, load_preference_splits, pair_views, run
 from reward_funcs.model_based import final_summary, only_for_prompt_types
 
 # Few steps, short held-out set: seconds per model on the tiny backbone.
@@ -56,13 +57,43 @@ def test_reward_model_learns_held_out_preferences(kind: str, request: pytest.Fix
     error_before = 1 - results["before"]["pairwise_accuracy"]
     assert 1 - metrics["pairwise_accuracy"] <= error_before / 2, (results["before"], metrics)
     # Our scorer (used by the RL rewards) and TRL's evaluation agree: same rendering as in training.
-    assert metrics["trl_eval_accuracy"] == pytest.approx(metrics["pairwise_accuracy"], abs=1 / 64)
+    assert results["train"]["trl_eval_accuracy"] == pytest.approx(metrics["pairwise_accuracy"], abs=1 / 64)
     checkpoint = Path(results["checkpoint"])
     assert (checkpoint / "config.json").is_file()
     assert json.loads((checkpoint / "config.json").read_text())["pad_token_id"] is not None
     written = json.loads((checkpoint.parent / "results.json").read_text())
     assert written["metrics"]["pairwise_accuracy"] == metrics["pairwise_accuracy"]
     assert Path(results["datasets"]["preferences_test"], "stats.json").is_file()
+
+
+def test_reward_model_resumes_from_its_newest_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stopped run (here: max_steps 4) rerun with a larger budget trains only the missing steps, from checkpoint-4."""
+    taken: list[int] = []
+    original = RewardTrainer.training_step
+
+    def counted(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        taken.append(self.state.global_step)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(RewardTrainer, "training_step", counted)
+    output_dir = tmp_path / "rm"
+
+    def stage(max_steps: int) -> dict:
+        config = load_recipe(recipe_path("tiny/reward_model.yaml"), [
+            "--output_dir", str(output_dir), *FAST_OVERRIDES, "--max_steps", str(max_steps), "--save_strategy",
+            "steps", "--save_steps", "4", "--logging_steps", "1", "--lr_scheduler_type", "constant",
+        ], RewardModelConfig)  # fmt: skip
+        return run(config)
+
+    first = stage(4)
+    assert taken == [0, 1, 2, 3] and (output_dir / "checkpoint-4" / "trainer_state.json").is_file()
+    taken.clear()
+    second = stage(8)
+    assert taken == [4, 5, 6, 7], taken  # resumed at step 4: the first four steps are not trained again
+    assert second["train"]["steps"] == 8 and (output_dir / "checkpoint-8").is_dir()
+    logged = [row for row in first["log_history"] if "loss" in row]
+    assert [row for row in second["log_history"] if "loss" in row][:4] == logged  # history carried over
+    assert json.loads((output_dir / "results.json").read_text())["train"]["steps"] == 8
 
 
 def test_helpfulness_reward_scores_general_rows_only(helpfulness: dict) -> None:
@@ -217,7 +248,7 @@ def test_config_errors_name_the_field(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "module",
-    [reward_funcs.model_based, r1_trl.data.preferences, r1_trl.reward_models],
+    [reward_funcs.model_based, r1_trl.data.preferences, r1_trl.stages.reward_model],
     ids=lambda module: module.__name__,
 )
 def test_docstring_examples(module: object) -> None:

@@ -37,7 +37,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import reward_funcs
-from reward_funcs._text import completion_to_text
+from reward_funcs.extraction import completion_to_text
 
 # Every reward module; the ones written in parallel may not exist yet.
 for _module in ("formatting", "length", "repetition", "language", "accuracy", "code_exec", "countdown", "model_based"):

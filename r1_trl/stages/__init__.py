@@ -53,7 +53,7 @@ STAGES: dict[str, Stage] = {
 
 # Stages that are not steps of the pipeline but have recipes of their own.
 AUXILIARY_STAGES: dict[str, Stage] = {
-    "reward-model": Stage("reward-model", "r1_trl.reward_models", "training", None,
+    "reward-model": Stage("reward-model", "r1_trl.stages.reward_model", "training", None,
                           "Reward model for rl-all (helpfulness or harmlessness), trained on preference pairs."),
 }  # fmt: skip
 

@@ -69,7 +69,7 @@ from r1_trl.stages.common import (
     write_json_atomic,
 )
 from r1_trl.trainers import R1GRPOTrainer, R1SFTTrainer
-from reward_funcs._text import completion_to_text
+from reward_funcs.extraction import completion_to_text
 from reward_funcs.model_based import outside_zero3
 
 if TYPE_CHECKING:

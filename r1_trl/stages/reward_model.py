@@ -12,37 +12,40 @@ accuracy (share of held-out pairs whose chosen answer outscores the rejected one
 ``reward_funcs.model_based.RewardModelScorer``, the very code that scores completions during RL, so it
 also checks that RL renders inputs the way the model was trained on them.
 
-Outputs in ``output_dir``: ``checkpoint/`` (model + tokenizer), ``results.json``, ``recipe.yaml`` and, for
-synthetic pairs, ``datasets/preferences_{train,test}/``. With ``STAGE``, ``CONFIG_CLASS`` and ``run(config)``
-this module can serve as a pipeline step; ``train_reward_model(config)`` returns the checkpoint path.
+It runs through the training-stage runner (`r1_trl.stages.runner`): held-out accuracy before (the backbone
+with its new, seeded score head) and after, training that resumes after a kill, and the usual artifacts in
+``output_dir``: ``checkpoint/`` (model + tokenizer), ``results.json``, ``curves.png``, ``recipe.yaml`` and,
+for synthetic pairs, ``datasets/preferences_{train,test}/``. rl-all trains its missing reward models with
+``run(config)``; ``r1-trl reward-model`` runs one alone.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate import PartialState
 from datasets import Dataset, load_dataset
-from transformers import AutoTokenizer
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
 from trl import RewardConfig, RewardTrainer
 
 from r1_trl.configs import TINY_MODEL, RecipeError
 from r1_trl.data.preferences import PREFERENCE_KINDS, preference_pairs
-from r1_trl.stages.common import (
-    CHECKPOINT_DIR,
-    RESULTS_FILE,
-    resolve_model,
-    save_dataset_atomic,
-    save_recipe,
-    write_json_atomic,
+from r1_trl.distributed import launch_state
+from r1_trl.rundir import DATASETS_DIR, save_dataset_atomic
+from r1_trl.stages.common import resolve_model
+from r1_trl.stages.runner import TrainingStage, run_training_stage
+from reward_funcs.extraction import completion_to_text
+from reward_funcs.model_based import (
+    Prompt,
+    RewardModelScorer,
+    Scorer,
+    default_device,
+    outside_zero3,
+    reward_model_scorer,
 )
-from reward_funcs._text import completion_to_text
-from reward_funcs.model_based import Prompt, Scorer, reward_model_scorer
 
 logger = logging.getLogger(__name__)
 
@@ -221,94 +224,98 @@ def pairwise_accuracy(scorer: Scorer, pairs: Dataset) -> dict[str, Any]:
     return result
 
 
-
 def run(config: RewardModelConfig) -> dict[str, Any]:
-    """Train one reward model and measure it; returns (and writes) ``results.json``'s content.
+    """Train one reward model and measure it on held-out pairs; returns (and writes) ``results.json``'s content.
 
-    Under ``accelerate launch`` every process trains; the main process writes the artifacts and measures
-    the saved checkpoint, the others return once it is done (with the checkpoint path only).
+    Goes through the training-stage runner like every other training stage: a rerun after a kill resumes the
+    trainer from the newest ``checkpoint-N`` (with ``save_strategy`` set). Under ``accelerate launch`` every
+    process trains and measures; the main process writes the artifacts, the others return the checkpoint path.
     """
-    started = time.perf_counter()
     if config.torch_num_threads:
         torch.set_num_threads(config.torch_num_threads)
     output_dir = Path(config.output_dir)
-    checkpoint = output_dir / CHECKPOINT_DIR
     model_path, revision = resolve_model(config.model_name_or_path, config.model_revision)
     if revision:
         config.model_init_kwargs = {**(config.model_init_kwargs or {}), "revision": revision}
     tokenizer = AutoTokenizer.from_pretrained(model_path, revision=revision)
     train, held_out = load_preference_splits(config)
-    main_process = PartialState().is_main_process
+    state = launch_state()
     datasets: dict[str, str] = {}
-    if config.preference_dataset is None and main_process:
-        for name, split, pairs in (
-            ("preferences_train", "train", train),
-            ("preferences_test", "test", held_out),
-        ):
-            stats = {
-                "rows": len(pairs),
-                "kind": config.preference_kind,
-                "split": split,
-                "seed": config.seed,
-                "source": "r1_trl.data.preferences (synthetic)",
-            }
-            datasets[name] = str(save_dataset_atomic(pairs, output_dir / "datasets" / name, stats).resolve())
+    if config.preference_dataset is None:
+        for name, split, pairs in (("preferences_train", "train", train), ("preferences_test", "test", held_out)):
+            path = output_dir / DATASETS_DIR / name
+            stats = {"rows": len(pairs), "kind": config.preference_kind, "split": split, "seed": config.seed,
+                     "source": "r1_trl.data.preferences (synthetic)"}  # fmt: skip
+            if state.is_main_process:
+                save_dataset_atomic(pairs, path, stats)
+            datasets[name] = str(path.resolve())
+    state.wait_for_everyone()
 
-    trainer = RewardTrainer(model=model_path, args=config, train_dataset=train, processing_class=tokenizer)
-    # Under DeepSpeed, evaluating first prepares the model for inference only and training then fails
-    # ("'NoneType' object has no attribute 'backward'"): the untrained baseline is skipped there.
-    before = {} if trainer.is_deepspeed_enabled else trainer.evaluate(eval_dataset=held_out)
-    train_started = time.perf_counter()
-    trainer.train()
-    train_seconds = time.perf_counter() - train_started
-    trl_eval = trainer.evaluate(eval_dataset=held_out)
-    trainer.save_model(str(checkpoint))
-    results: dict[str, Any] = {
-        "stage": STAGE,
-        "kind": config.preference_kind,
-        "checkpoint": str(checkpoint.resolve()),
-    }
-    if trainer.accelerator.is_main_process:
-        tokenizer.save_pretrained(checkpoint)
-        # Measured on the saved checkpoint through the scorer the RL rewards use; TRL's evaluation of the
-        # same pairs agrees with it only if RL scoring renders inputs the way training did.
-        after = pairwise_accuracy(reward_model_scorer(str(checkpoint)), held_out)
-        after["trl_eval_accuracy"] = trl_eval.get("eval_accuracy")
+    def evaluate(model: str, with_completions: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Pairwise accuracy through the scorer the RL rewards use (so RL renders inputs as training did)."""
+        if model == model_path:
+            return pairwise_accuracy(untrained_scorer(model_path, tokenizer, config), held_out), {}
+        return pairwise_accuracy(reward_model_scorer(model), held_out), {}
+
+    def build_trainer(args: RewardModelConfig, callbacks: list) -> RewardTrainer:
+        return RewardTrainer(model=model_path, args=args, train_dataset=train, processing_class=tokenizer,
+                             callbacks=callbacks)  # fmt: skip
+
+    def describe(trainer: RewardTrainer) -> dict[str, Any]:
         history = trainer.state.log_history
-        results.update(
-            {
-                "model": config.model_name_or_path,
-                "backbone_path": model_path,
-                "preference_dataset": config.preference_dataset or "synthetic",
-                "before": {
-                    "pairwise_accuracy": before.get("eval_accuracy"),
-                    "eval_loss": before.get("eval_loss"),
-                },
-                "metrics": after,
-                "datasets": datasets,
-                "train": {
-                    "steps": trainer.state.global_step,
-                    "seconds": train_seconds,
-                    "train_pairs": len(train),
-                    "held_out_pairs": len(held_out),
-                    "final_train_accuracy": next(
-                        (row["accuracy"] for row in reversed(history) if "accuracy" in row), None
-                    ),
-                },
-                "log_history": history,
-                "seconds": time.perf_counter() - started,
-            }
-        )
-        write_json_atomic(output_dir / RESULTS_FILE, results)
-        save_recipe(config, output_dir)
-        logger.info(
-            "%s reward model: held-out pairwise accuracy %.3f (before training %.3f)",
-            config.preference_kind,
-            after["pairwise_accuracy"],
-            before.get("eval_accuracy", float("nan")),
-        )
-    trainer.accelerator.wait_for_everyone()
+        return {
+            "train_pairs": len(train),
+            "held_out_pairs": len(held_out),
+            "final_train_accuracy": next((row["accuracy"] for row in reversed(history) if "accuracy" in row), None),
+            # TRL's own evaluation of the held-out pairs; it agrees with "after" only if RL scoring renders
+            # inputs the way training did.
+            "trl_eval_accuracy": trainer.evaluate(eval_dataset=held_out).get("eval_accuracy"),
+        }
+
+    results = run_training_stage(TrainingStage(
+        name=STAGE, config=config, model_path=model_path, tokenizer=tokenizer, held_out=held_out, settings=None,
+        build_trainer=build_trainer, plot=plot_reward_model_curves, describe=describe, evaluate=evaluate,
+        results={"kind": config.preference_kind, "preference_dataset": config.preference_dataset or "synthetic",
+                 "datasets": datasets},
+        publish=False,
+    ))  # fmt: skip
+    if state.is_main_process:
+        logger.info("%s reward model: held-out pairwise accuracy %.3f (before training %.3f)",
+                    config.preference_kind, results["after"]["pairwise_accuracy"],
+                    results["before"]["pairwise_accuracy"])  # fmt: skip
     return results
+
+
+def untrained_scorer(model_path: str, tokenizer: Any, config: RewardModelConfig) -> RewardModelScorer:
+    """The backbone with the score head ``RewardTrainer`` starts from: the same seed is set before the new
+    head is drawn. Loaded afresh (not through the scorer cache, which would keep it after training)."""
+    set_seed(config.seed)
+    with outside_zero3():
+        model = AutoModelForSequenceClassification.from_pretrained(
+            model_path, num_labels=1, **(config.model_init_kwargs or {})
+        )
+    return RewardModelScorer(model.to(default_device()).eval(), tokenizer)
+
+
+def plot_reward_model_curves(
+    log_history: list[dict[str, Any]], path: Path, before: dict[str, Any], after: dict[str, Any]
+) -> Path:
+    """Left: training loss and pair accuracy per step. Right: held-out pairwise accuracy before/after."""
+    from r1_trl.plotting import plt, save_figure, series  # the plotting module selects the Agg backend
+
+    figure, (curve_axis, bar_axis) = plt.subplots(1, 2, figsize=(11, 4))
+    for key in ("loss", "accuracy"):
+        steps, values = series(log_history, key)
+        if steps:
+            curve_axis.plot(steps, values, label=key)
+    curve_axis.set_xlabel("step")
+    curve_axis.set_title(f"{STAGE}: Bradley-Terry training")
+    curve_axis.legend(fontsize=8)
+    bars = {"before": before["pairwise_accuracy"], "after": after["pairwise_accuracy"]}
+    bar_axis.bar(list(bars), list(bars.values()))
+    bar_axis.set_ylim(0, 1)
+    bar_axis.set_title("held-out pairwise accuracy")
+    return save_figure(figure, path)
 
 
 def train_reward_model(config: RewardModelConfig) -> str:

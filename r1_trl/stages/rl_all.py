@@ -15,8 +15,8 @@ output). Here:
 * Reward models: ``helpfulness_model_path`` / ``harmlessness_model_path`` (or ``model_path`` in
   ``reward_kwargs``) when given; otherwise this stage trains them first, each from
   ``reward_model_recipe`` with its ``preference_kind``, into ``output_dir/reward_models/<kind>/`` (a rerun
-  reuses finished ones). A pipeline that prefers a separate step runs ``r1_trl.reward_models.run`` and
-  passes the paths.
+  reuses finished ones, an interrupted one resumes from its checkpoint). A pipeline that prefers a separate
+  step runs the ``reward-model`` stage (``r1_trl.stages.reward_model``) and passes the paths.
 * Held-out metrics before/after: the reasoning metrics on the reasoning held-out set, plus the mean
   score of each general reward on completions for held-out general prompts (``general/<reward>``,
   also split by prompt category: ``general/<reward>/benign``, ``.../harmful``).
@@ -51,9 +51,10 @@ from r1_trl.evaluation import EvalSettings, evaluate_model
 from r1_trl.generation import EngineSettings, SamplingSettings, generate_sharded
 from r1_trl.plotting import plot_training_curves
 from r1_trl.recipes import load_recipe, recipe_path
-from r1_trl.reward_models import RewardModelConfig, save_dataset_atomic
-from r1_trl.reward_models import run as run_reward_model
-from r1_trl.stages.common import DATASETS_DIR, RESULTS_FILE, eval_settings, resolve_model
+from r1_trl.rundir import DATASETS_DIR, RESULTS_FILE, save_dataset_atomic
+from r1_trl.stages.common import eval_settings, resolve_model
+from r1_trl.stages.reward_model import RewardModelConfig
+from r1_trl.stages.reward_model import run as run_reward_model
 from r1_trl.stages.runner import TrainingStage, run_training_stage
 from r1_trl.trainers import R1GRPOTrainer
 from reward_funcs.model_based import only_for_prompt_types
