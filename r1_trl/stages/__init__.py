@@ -47,7 +47,7 @@ STAGES: dict[str, Stage] = {
         Stage("rl-all", "r1_trl.stages.rl_all", "training", "grpo",
               "Stage 4: GRPO on reasoning (rules) + general prompts (reward models)."),
         Stage("distill", "r1_trl.stages.distill", "training", "sft",
-              "Distillation: teacher dataset + student SFT, compared with an RL-only student."),
+              "Distillation: teacher dataset + student SFT (optionally on-policy distillation)."),
     )
 }  # fmt: skip
 

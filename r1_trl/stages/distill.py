@@ -1,22 +1,21 @@
 """Distillation: the final model writes reasoning traces, a smaller student is fine-tuned on them.
 
 The paper's last step: DeepSeek-R1 generates ~800k samples and small dense models are trained on
-them with plain SFT; a same-size model trained with large-scale RL alone does worse. This stage runs
-that comparison in miniature, on the same student base, the same training prompts, the same seed and
-the same held-out set:
+them with plain SFT. This stage does that in miniature:
 
 1. the teacher (``teacher_model``) samples ``teacher_num_samples`` completions for each training
    prompt; completions that pass every ``teacher_filters`` reward (default: well-formed, then
-   correct) and are not duplicates are saved as ``datasets/teacher`` in the *student's* prompt template;
+   correct) and are not duplicates are saved as ``datasets/teacher`` in the *student's* prompt template
+   (the filter and dedupe are `r1_trl.data.selection`'s, shared with rejection sampling);
 2. the student (``model_name_or_path``; with ``'tiny'`` and ``student_tiny_spec`` a smaller tiny base)
-   is fine-tuned on that set with TRL's SFTTrainer, loss on the completion only; optionally
-   ``on_policy_steps`` of TRL's DistillationTrainer (on-policy generalized-JSD distillation) follow;
-3. the RL-only twin: R1-Zero GRPO on the same student base with the same budget as the student
-   (``twin_budget``: optimizer steps, or seconds with or without the teacher's sampling, measured on
-   the wall clock or as this process's CPU time: ``twin_budget_clock``).
+   is fine-tuned on that set with TRL's SFTTrainer, loss on the completion only, through the training-stage
+   runner (`r1_trl.stages.runner`: held-out metrics before/after, ``datasets/eval_details``, a rerun after a
+   kill resumes from the newest ``checkpoint-N``); optionally ``on_policy_steps`` of TRL's
+   DistillationTrainer (on-policy generalized-JSD distillation) follow.
 
-The held-out samples behind the student's and the twin's final metrics are saved as ``datasets/eval_details``
-and ``datasets/eval_details_rl_twin`` (one row per held-out prompt).
+The paper's comparison with a same-size model trained by RL alone is a benchmark:
+``benchmarks/distill_vs_rl.py`` runs this stage, then GRPO on the same student base within the budget the
+student used (``results["train"]``, ``results["teacher_data"]``).
 
 With ``push_to_hub`` the stage pushes the distilled student like the SFT stages: checkpoints the student's
 SFT trainer saves go to ``distill-step-{N}`` branches in the background, the final student (card, results,
@@ -35,75 +34,49 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from datasets import Dataset
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, Trainer, TrainerCallback
 from trl import DistillationConfig, DistillationTrainer
 
 import reward_funcs
-from r1_trl.configs import TINY_MODEL, R1GRPOConfig, R1SFTConfig, RecipeError, parse_dict
+from r1_trl.configs import TINY_MODEL, R1SFTConfig, RecipeError, parse_dict
 from r1_trl.data.builders import PromptSpec, build_prompt_datasets
 from r1_trl.data.selection import select_unique
 from r1_trl.data.templates import TEMPLATES, format_prompt
 from r1_trl.distributed import launch_state
-from r1_trl.evaluation import evaluate_model
+from r1_trl.evaluation import EvalSettings, evaluate_model
 from r1_trl.generation import EngineSettings, Prompt, SamplingSettings, generate_sharded, release_engines
 from r1_trl.models.tiny import TinyBaseSpec, load_or_build_tiny_base
-from r1_trl.rundir import load_saved_dataset
-from r1_trl.stages.cold_start_data import STATS_FILE, save_dataset_atomic
-from r1_trl.stages.common import (
-    CHECKPOINT_DIR,
-    CURVES_FILE,
-    DATASETS_DIR,
-    EVAL_DETAILS_DATASET,
-    RESULTS_FILE,
-    eval_settings,
-    evaluate_with_details,
-    publish_stage,
-    resolve_model,
-    save_recipe,
-    stage_publisher,
-    trainer_args,
-    write_json_atomic,
-)
-from r1_trl.trainers import R1GRPOTrainer, R1SFTTrainer
+from r1_trl.rundir import DATASETS_DIR, STATS_FILE, load_saved_dataset, save_dataset_atomic
+from r1_trl.stages.common import eval_settings, resolve_model
+from r1_trl.stages.runner import TrainingStage, run_training_stage
+from r1_trl.trainers import R1SFTTrainer
 from reward_funcs.extraction import completion_to_text
 from reward_funcs.model_based import outside_zero3
-
-if TYPE_CHECKING:
-    from r1_trl.hub import StagePublisher
 
 logger = logging.getLogger(__name__)
 
 STAGE = "distill"
 TEACHER_DATASET = "teacher"
-TWIN_EVAL_DETAILS_DATASET = f"{EVAL_DETAILS_DATASET}_rl_twin"
-TWIN_DIR = "rl_twin"
 ON_POLICY_DIR = "on_policy"
-TWIN_BUDGETS = ("steps", "seconds", "seconds_with_teacher")
-CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
 DUPLICATE = "duplicate"
 PER_PROMPT_CAP = "per_prompt_cap"
 
-# Fields the RL twin and the on-policy trainer inherit from this recipe, so both run on the same prompts,
-# seed and hardware settings as the SFT student.
-_SHARED_STAGE_FIELDS = (
-    "dataset_name", "dataset_path", "dataset_train_split", "dataset_test_split", "task_kwargs", "train_size",
-    "eval_size", "prompt_template", "system_prompt", "prefill_think", "decontaminate", "eval_num_samples",
-    "eval_temperature", "eval_max_new_tokens", "torch_num_threads",
-)
-_SHARED_TRAINING_FIELDS = ("seed", "use_cpu", "bf16", "report_to", "logging_steps", "disable_tqdm")
+# Training fields the on-policy trainer (and the RL-only twin of benchmarks/distill_vs_rl.py) inherit from this
+# recipe, so that they run with the same seed and hardware settings as the SFT student.
+SHARED_TRAINING_FIELDS = ("seed", "use_cpu", "bf16", "report_to", "logging_steps", "disable_tqdm")
 
 Sampler = Callable[[Sequence[Prompt]], list[list[str]]]
 
 
 @dataclass
 class DistillConfig(R1SFTConfig):
-    """Teacher sampling + student SFT (TRL's SFTConfig fields) + the RL-only twin comparison."""
+    """Teacher sampling + student SFT (TRL's SFTConfig fields) + an optional on-policy distillation step."""
 
-    _VALID_DICT_FIELDS = R1SFTConfig._VALID_DICT_FIELDS + ["student_tiny_spec", "on_policy_kwargs", "twin_grpo"]
+    _VALID_DICT_FIELDS = R1SFTConfig._VALID_DICT_FIELDS + ["student_tiny_spec", "on_policy_kwargs"]
 
     teacher_model: str | None = field(
         default=None, metadata={"help": "The teacher: the final checkpoint of the pipeline (path or Hub id)."}
@@ -135,7 +108,7 @@ class DistillConfig(R1SFTConfig):
     teacher_dataset: str | None = field(
         default=None,
         metadata={"help": "Reuse the teacher set of an earlier run (a datasets/teacher folder) instead of sampling "
-                  "the teacher; its stats.json supplies the sampling time of seconds_with_teacher budgets."},
+                  "the teacher; its stats.json records the sampling time."},
     )
     evaluate_teacher: bool = field(
         default=False, metadata={"help": "Also evaluate the teacher on the held-out set (its own template)."}
@@ -156,36 +129,10 @@ class DistillConfig(R1SFTConfig):
         metadata={"help": "DistillationConfig fields for the on-policy step, e.g. {\"beta\": 0.5, "
                   "\"learning_rate\": 1e-4, \"max_completion_length\": 48}."},
     )
-    rl_twin: bool = field(
-        default=True, metadata={"help": "Train the RL-only twin (GRPO on the student base) for comparison."}
-    )
-    twin_budget: str = field(
-        default="seconds_with_teacher",
-        metadata={"help": "The twin's budget: 'steps' (as many optimizer steps as the student), 'seconds' (the "
-                  "student's training wall-clock) or 'seconds_with_teacher' (that plus the teacher's sampling "
-                  "time: the whole distillation cost inside this stage)."},
-    )
-    twin_budget_scale: float = field(
-        default=1.0,
-        metadata={"help": "Multiplier of the twin's budget (e.g. 4: RL gets four times the student's budget)."},
-    )
-    twin_budget_clock: str = field(
-        default="wall",
-        metadata={"help": "How seconds budgets are measured: 'wall' (wall clock) or 'cpu' (this process's CPU "
-                  "time: robust on a shared CPU machine when torch runs one thread; reward worker processes "
-                  "are not counted, which favours the twin)."},
-    )
-    twin_grpo: dict | str | None = field(
-        default=None,
-        metadata={"help": "R1GRPOConfig fields of the twin (rewards, num_generations, learning_rate, ...); "
-                  "max_steps caps a seconds budget (a steps budget replaces it). Data, eval, seed and hardware "
-                  "fields come from this recipe."},
-    )
 
     def __post_init__(self) -> None:
         self.student_tiny_spec = parse_dict(self.student_tiny_spec, "student_tiny_spec")
         self.on_policy_kwargs = parse_dict(self.on_policy_kwargs, "on_policy_kwargs")
-        self.twin_grpo = parse_dict(self.twin_grpo, "twin_grpo")
         self._validate_distill_fields()
         super().__post_init__()
 
@@ -218,17 +165,6 @@ class DistillConfig(R1SFTConfig):
         if self.on_policy_steps < 0:
             raise RecipeError(f"on_policy_steps: must be >= 0, got {self.on_policy_steps}")
         _check_fields("on_policy_kwargs", self.on_policy_kwargs, DistillationConfig)
-        if self.twin_budget not in TWIN_BUDGETS:
-            raise RecipeError(f"twin_budget: must be one of {', '.join(TWIN_BUDGETS)}, got {self.twin_budget!r}")
-        if self.twin_budget_scale <= 0:
-            raise RecipeError(f"twin_budget_scale: must be > 0, got {self.twin_budget_scale}")
-        if self.twin_budget_clock not in CLOCKS:
-            raise RecipeError(f"twin_budget_clock: must be one of {', '.join(CLOCKS)}, got {self.twin_budget_clock!r}")
-        _check_fields("twin_grpo", self.twin_grpo, R1GRPOConfig)
-        reserved = {"model_name_or_path", "output_dir", *_SHARED_STAGE_FIELDS, "seed"}
-        clash = sorted(reserved & set(self.twin_grpo))
-        if clash:
-            raise RecipeError(f"twin_grpo: {clash} are set by the stage (same data, seed and budget as the student)")
 
 
 def _check_fields(name: str, values: dict[str, Any], target: type) -> None:
@@ -361,11 +297,11 @@ def stopwatch() -> Iterator[Elapsed]:
 
 def build_teacher_dataset(
     config: DistillConfig, teacher_path: str, rows: Dataset, sampler: Sampler | None = None
-) -> tuple[Dataset, dict[str, Any], Elapsed]:
+) -> tuple[Dataset, dict[str, Any]]:
     """Sample the teacher on ``rows`` (training prompts in the student's template) and filter the samples.
 
-    Returns the dataset, its statistics (generation settings, teacher path, filter counts) and the time
-    the sampling took.
+    Returns the dataset and its statistics (generation settings, teacher path, filter counts, the wall-clock
+    and CPU seconds the sampling took).
     """
     prompts = teacher_prompts(rows, config)
     settings = teacher_sampling(config)
@@ -391,19 +327,53 @@ def build_teacher_dataset(
             "generation_cpu_seconds": elapsed.cpu,
         }
     )
-    return teacher_rows(kept, rows), stats, elapsed
+    return teacher_rows(kept, rows), stats
 
 
-def load_teacher_dataset(path: str | Path) -> tuple[Dataset, dict[str, Any], Elapsed]:
-    """A teacher set saved by an earlier run, its stats, and the sampling time recorded there."""
+def load_teacher_dataset(path: str | Path) -> tuple[Dataset, dict[str, Any]]:
+    """A teacher set saved by an earlier run and its stats (with the sampling time recorded there)."""
     path = Path(path)
     stats_file = path / STATS_FILE
     if not stats_file.is_file():
         raise FileNotFoundError(f"teacher_dataset: {path} is not a saved teacher set (no {STATS_FILE})")
     stats = json.loads(stats_file.read_text())
     stats["reused_from"] = str(path.resolve())
-    elapsed = Elapsed(stats["generation_seconds"], stats.get("generation_cpu_seconds", stats["generation_seconds"]))
-    return load_saved_dataset(path), stats, elapsed
+    return load_saved_dataset(path), stats
+
+
+def teacher_dataset(
+    config: DistillConfig, teacher_path: str, train: Dataset, sampler: Sampler | None = None
+) -> tuple[Dataset, dict[str, Any], Path]:
+    """The teacher set (sampled now, or reused from ``teacher_dataset``), saved once as ``datasets/teacher``;
+    a clear error when no sample passed the filters."""
+    if config.teacher_dataset:
+        dataset, stats = load_teacher_dataset(config.teacher_dataset)
+    else:
+        dataset, stats = build_teacher_dataset(config, teacher_path, train, sampler)
+    path = Path(config.output_dir) / DATASETS_DIR / TEACHER_DATASET
+    reused_in_place = bool(config.teacher_dataset) and Path(str(config.teacher_dataset)).resolve() == path.resolve()
+    state = launch_state()
+    if state.is_main_process and not reused_in_place:
+        save_dataset_atomic(dataset, path, stats)
+    state.wait_for_everyone()
+    if len(dataset) == 0:
+        raise RuntimeError(
+            f"teacher_model: none of the teacher's {stats['generated']} samples passed the filters "
+            f"{config.teacher_filters} (rejected: {stats['rejected']}); see {path}/{STATS_FILE}"
+        )
+    return dataset, stats, path
+
+
+def evaluate_teacher(config: DistillConfig, teacher_path: str, held_out: Dataset, settings: EvalSettings) -> dict:
+    """The teacher's held-out metrics, prompted in its own template."""
+    rows = held_out.map(lambda row: {
+        "prompt": format_prompt(row["problem"], config.teacher_prompt_template, config.teacher_system_prompt)
+    })
+    tokenizer = AutoTokenizer.from_pretrained(teacher_path, revision=config.teacher_model_revision)
+    metrics = evaluate_model(teacher_path, tokenizer, rows, settings, show_progress=True,
+                             engine=EngineSettings.from_config(config), sharded=True)  # fmt: skip
+    release_engines()
+    return metrics
 
 
 # --- models ---------------------------------------------------------------------------------------------
@@ -427,47 +397,6 @@ def count_parameters(path: str, revision: str | None = None) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-class TimeBudget(TrainerCallback):
-    """Stops training before the next step would take it past ``seconds`` on ``clock`` (judged by the mean
-    step time so far), so the twin never gets more time than its budget; it always takes one step.
-
-    The budget runs from ``start()`` (call it right before ``trainer.train()``, where the student's training
-    time starts too) or else from the start of the training loop.
-    """
-
-    def __init__(self, seconds: float, clock: Callable[[], float] = time.perf_counter) -> None:
-        self.seconds = seconds
-        self.clock = clock
-        self.started: float | None = None
-
-    def start(self) -> None:
-        self.started = self.clock()
-
-    def on_train_begin(self, args, state, control, **kwargs):  # type: ignore[override]
-        if self.started is None:
-            self.start()
-        return control
-
-    def on_step_end(self, args, state, control, **kwargs):  # type: ignore[override]
-        elapsed = self.clock() - (self.started or 0.0)
-        if _any_rank(elapsed + elapsed / max(state.global_step, 1) > self.seconds):
-            control.should_training_stop = True
-        return control
-
-
-def _any_rank(flag: bool) -> bool:
-    """``flag`` of any rank of the launch: ranks whose clocks disagree must still stop at the same step, or
-    the ones that go on wait forever in their next collective."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()):
-        return flag
-    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
-    value = torch.tensor([1.0 if flag else 0.0], device=device)
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item())
-
-
 # --- training -------------------------------------------------------------------------------------------
 
 
@@ -481,33 +410,28 @@ class TrainingRun:
         return {"steps": self.steps, "seconds": self.elapsed.wall, "cpu_seconds": self.elapsed.cpu}
 
 
-def _train(trainer: Any, budget: TimeBudget | None = None) -> TrainingRun:
+def train_run(trainer: Any) -> TrainingRun:
+    """``trainer.train()``, timed on the wall clock and as this process's CPU time."""
     with stopwatch() as elapsed:
-        if budget is not None:
-            budget.start()
         trainer.train()
     return TrainingRun(trainer.state.global_step, elapsed, trainer.state.log_history)
 
 
-def train_student_sft(
-    config: DistillConfig, student_path: str, dataset: Dataset, checkpoint: Path, revision: str | None = None,
-    publisher: StagePublisher | None = None,
-) -> TrainingRun:
-    """SFT of the student on the teacher set (completion-only loss); saves model + tokenizer to ``checkpoint``.
+class CpuClock(TrainerCallback):
+    """This process's CPU seconds inside the training loop (a comparison on a shared machine counts these)."""
 
-    With a `publisher`, saved checkpoints are pushed to step branches and TRL's own push is off."""
-    if revision:
-        config.model_init_kwargs = {**(config.model_init_kwargs or {}), "revision": revision}
-    tokenizer = AutoTokenizer.from_pretrained(student_path, revision=revision)
-    trainer = R1SFTTrainer(
-        model=student_path, args=trainer_args(config, publisher),
-        train_dataset=dataset.select_columns(["prompt", "completion"]), processing_class=tokenizer,
-        callbacks=publisher.callbacks() if publisher else [],
-    )
-    run = _train(trainer)
-    trainer.save_model(str(checkpoint))
-    tokenizer.save_pretrained(checkpoint)
-    return run
+    def __init__(self) -> None:
+        self.started: float | None = None
+        self.seconds = 0.0
+
+    def on_train_begin(self, args, state, control, **kwargs):  # type: ignore[override]
+        self.started = time.process_time()
+        return control
+
+    def on_train_end(self, args, state, control, **kwargs):  # type: ignore[override]
+        if self.started is not None:
+            self.seconds += time.process_time() - self.started
+        return control
 
 
 def on_policy_config(config: DistillConfig, output_dir: Path) -> DistillationConfig:
@@ -518,7 +442,7 @@ def on_policy_config(config: DistillConfig, output_dir: Path) -> DistillationCon
         "gradient_checkpointing": False,
         "save_strategy": "no",
     }
-    values.update({name: getattr(config, name) for name in _SHARED_TRAINING_FIELDS})
+    values.update({name: getattr(config, name) for name in SHARED_TRAINING_FIELDS})
     values.update(config.on_policy_kwargs)
     values.update({"output_dir": str(output_dir), "max_steps": config.on_policy_steps})
     return DistillationConfig(**values)
@@ -534,187 +458,70 @@ def train_on_policy(
         args=on_policy_config(config, Path(config.output_dir) / ON_POLICY_DIR),
         train_dataset=prompts.select_columns(["prompt"]), processing_class=tokenizer,
     )
-    run = _train(trainer)
+    run = train_run(trainer)
     trainer.save_model(str(student_checkpoint))
     return run
-
-
-def twin_config(config: DistillConfig, student_path: str, max_steps: int | None) -> R1GRPOConfig:
-    """The RL-only twin's recipe: ``twin_grpo`` plus this recipe's data, eval, seed and hardware fields."""
-    values: dict[str, Any] = {"save_strategy": "no", **config.twin_grpo}
-    values.update({name: getattr(config, name) for name in (*_SHARED_STAGE_FIELDS, *_SHARED_TRAINING_FIELDS)})
-    values.update({"model_name_or_path": student_path, "output_dir": str(Path(config.output_dir) / TWIN_DIR)})
-    if max_steps is not None:
-        values["max_steps"] = max_steps
-    elif values.get("max_steps", -1) <= 0:
-        values["max_steps"] = 100_000  # the time budget stops it; the cap only sizes the LR schedule
-    return R1GRPOConfig(**values)
-
-
-def twin_budget(config: DistillConfig, student: TrainingRun, teacher_sampling_time: Elapsed) -> dict[str, Any]:
-    """The twin's budget: the student's optimizer steps, or its training time (plus the teacher's sampling)."""
-    scale = config.twin_budget_scale
-    if config.twin_budget == "steps":
-        return {"mode": "steps", "scale": scale, "steps": max(1, round(student.steps * scale))}
-    spent = student.elapsed + (teacher_sampling_time if config.twin_budget == "seconds_with_teacher" else Elapsed())
-    return {"mode": config.twin_budget, "scale": scale, "clock": config.twin_budget_clock,
-            "seconds": spent.on(config.twin_budget_clock) * scale}
-
-
-def train_rl_twin(
-    config: DistillConfig, student_path: str, train: Dataset, budget: dict[str, Any], revision: str | None = None
-) -> tuple[TrainingRun, str]:
-    """R1-Zero GRPO on the student base within ``budget``; returns the run and ``rl_twin/checkpoint``."""
-    args = twin_config(config, student_path, budget.get("steps"))
-    if revision:
-        args.model_init_kwargs = {**(args.model_init_kwargs or {}), "revision": revision}
-    tokenizer = AutoTokenizer.from_pretrained(student_path, revision=revision)
-    time_budget = TimeBudget(budget["seconds"], CLOCKS[budget["clock"]]) if "seconds" in budget else None
-    trainer = R1GRPOTrainer(model=student_path, args=args, train_dataset=train, processing_class=tokenizer,
-                            callbacks=[time_budget] if time_budget else [])
-    run = _train(trainer, time_budget)
-    checkpoint = Path(args.output_dir) / CHECKPOINT_DIR
-    trainer.save_model(str(checkpoint))
-    tokenizer.save_pretrained(checkpoint)
-    return run, str(checkpoint)
 
 
 # --- the stage ------------------------------------------------------------------------------------------
 
 
 def run(config: DistillConfig, sampler: Sampler | None = None) -> dict[str, Any]:
-    """Teacher data -> student SFT (-> on-policy distillation) -> RL-only twin; writes the stage artifacts.
+    """Teacher data -> student SFT (-> on-policy distillation), through the training-stage runner.
 
     ``sampler(teacher_prompts) -> samples per prompt`` replaces the teacher's sampling (tests).
     """
     config.apply_runtime_settings()
-    state = launch_state()
-    publisher = stage_publisher(config, STAGE)
-    with stopwatch() as total:
-        results = _run(config, sampler, publisher)
-    if not state.is_main_process:
-        state.wait_for_everyone()
-        return {"stage": STAGE}
-    results["seconds"] = total.wall
-    results["cpu_seconds"] = total.cpu
-    output_dir = Path(config.output_dir)
-    write_json_atomic(output_dir / RESULTS_FILE, results)
-    plot_comparison(results, output_dir / CURVES_FILE)
-    save_recipe(config, output_dir)
-    publish_stage(publisher, config, output_dir, results)
-    state.wait_for_everyone()
-    return results
-
-
-def _run(config: DistillConfig, sampler: Sampler | None, publisher: StagePublisher | None) -> dict[str, Any]:
-    output_dir = Path(config.output_dir)
     teacher_path, _ = resolve_model(str(config.teacher_model), config.teacher_model_revision)
     if sampler is None and _looks_local(teacher_path) and not Path(teacher_path).exists():
         raise FileNotFoundError(f"teacher_model: {teacher_path} does not exist")
     student_path, revision, tiny_spec = resolve_student(config)
+    if revision:
+        config.model_init_kwargs = {**(config.model_init_kwargs or {}), "revision": revision}
     train, held_out = build_prompt_datasets(PromptSpec.from_config(config))
     settings = eval_settings(config, language_metric=True)
-    engine = EngineSettings.from_config(config)
-    student_tokenizer = AutoTokenizer.from_pretrained(student_path, revision=revision)
-    timings: dict[str, Elapsed] = {}
+    tokenizer = AutoTokenizer.from_pretrained(student_path, revision=revision)
+    teacher_metrics = evaluate_teacher(config, teacher_path, held_out, settings) if config.evaluate_teacher else None
+    dataset, data_stats, dataset_path = teacher_dataset(config, teacher_path, train, sampler)
+    clock = CpuClock()
 
-    generated = {TEACHER_DATASET: output_dir / DATASETS_DIR / TEACHER_DATASET}
+    def build_trainer(args: DistillConfig, callbacks: list) -> Trainer:
+        return R1SFTTrainer(model=student_path, args=args, train_dataset=dataset.select_columns(["prompt", "completion"]),
+                            processing_class=tokenizer, callbacks=[*callbacks, clock])  # fmt: skip
 
-    def evaluate(
-        path: str, rows: Dataset = held_out, tokenizer: Any = student_tokenizer, details: str | None = None
-    ) -> dict[str, Any]:
-        """Held-out metrics of ``path``; with ``details``, its samples are saved as ``datasets/<details>``."""
-        with stopwatch() as elapsed:
-            if details is None:
-                metrics = evaluate_model(path, tokenizer, rows, settings, show_progress=True, engine=engine,
-                                         sharded=True)  # fmt: skip
-            else:
-                metrics, generated[details] = evaluate_with_details(
-                    path, tokenizer, rows, settings, output_dir, path, name=details, engine=engine
-                )
-        timings["evaluation"] = timings.get("evaluation", Elapsed()) + elapsed
-        return metrics
+    def describe(trainer: Trainer) -> dict[str, Any]:
+        return {"cpu_seconds": clock.seconds, "rows": len(dataset), "train_prompts": len(train),
+                "held_out_prompts": len(held_out)}  # fmt: skip
 
-    before = evaluate(student_path)
-    teacher_metrics = None
-    if config.evaluate_teacher:
-        teacher_held_out = held_out.map(lambda row: {
-            "prompt": format_prompt(row["problem"], config.teacher_prompt_template, config.teacher_system_prompt)
-        })
-        teacher_tokenizer = AutoTokenizer.from_pretrained(teacher_path, revision=config.teacher_model_revision)
-        teacher_metrics = evaluate(teacher_path, teacher_held_out, teacher_tokenizer)
+    def on_policy(checkpoint: Path) -> dict[str, Any]:
+        after_sft = evaluate_model(str(checkpoint), tokenizer, held_out, settings, show_progress=True,
+                                   engine=EngineSettings.from_config(config), sharded=True)  # fmt: skip
+        release_engines()
+        trained = train_on_policy(config, checkpoint, teacher_path, train)
+        return {"after_sft": after_sft, "on_policy": {**trained.summary(), "log_history": trained.log_history}}
 
-    if config.teacher_dataset:
-        dataset, data_stats, timings["teacher_generation"] = load_teacher_dataset(config.teacher_dataset)
-    else:
-        dataset, data_stats, timings["teacher_generation"] = build_teacher_dataset(
-            config, teacher_path, train, sampler)
-    dataset_path = generated[TEACHER_DATASET]
-    state = launch_state()
-    if state.is_main_process and not (
-        config.teacher_dataset and Path(config.teacher_dataset).resolve() == dataset_path.resolve()
-    ):
-        save_dataset_atomic(dataset, dataset_path, data_stats)
-    state.wait_for_everyone()
-    if len(dataset) == 0:
-        raise RuntimeError(
-            f"teacher_model: none of the teacher's {data_stats['generated']} samples passed the filters "
-            f"{config.teacher_filters} (rejected: {data_stats['rejected']}); see {dataset_path}/stats.json"
-        )
-
-    checkpoint = output_dir / CHECKPOINT_DIR
-    sft = train_student_sft(config, student_path, dataset, checkpoint, revision, publisher)
-    timings["student_sft"] = sft.elapsed
-    student = TrainingRun(sft.steps, sft.elapsed, list(sft.log_history))
-    after_sft = on_policy = None
-    if config.on_policy_steps > 0:
-        after_sft = evaluate(str(checkpoint))
-        on_policy = train_on_policy(config, checkpoint, teacher_path, train)
-        timings["on_policy"] = on_policy.elapsed
-        student = TrainingRun(sft.steps + on_policy.steps, sft.elapsed + on_policy.elapsed,
-                              sft.log_history + on_policy.log_history)
-    after = evaluate(str(checkpoint), details=EVAL_DETAILS_DATASET)
-
-    twin: dict[str, Any] | None = None
-    if config.rl_twin:
-        budget = twin_budget(config, student, timings["teacher_generation"])
-        twin_run, twin_checkpoint = train_rl_twin(config, student_path, train, budget, revision)
-        timings["rl_twin"] = twin_run.elapsed
-        twin = {
-            "metrics": evaluate(twin_checkpoint, details=TWIN_EVAL_DETAILS_DATASET),
-            "checkpoint": twin_checkpoint,
-            "budget": budget,
-            "train": twin_run.summary(),
-            "log_history": twin_run.log_history,
-        }
+    def plot(history: list, path: Path, before: dict, after: dict) -> Path:
+        return plot_distill(history, path, before, after, teacher_metrics)
 
     student_parameters = count_parameters(student_path, revision)
     teacher_parameters = count_parameters(teacher_path, config.teacher_model_revision)
-    return {
-        "stage": STAGE,
-        "model": config.model_name_or_path,
-        "student_base_path": student_path,
-        "student_tiny_spec": tiny_spec,
-        "teacher_model": teacher_path,
-        "checkpoint": str(checkpoint),
-        "datasets": {name: str(path.resolve()) for name, path in generated.items()},
-        "before": before,
-        "after_sft": after_sft,
-        "after": after,
-        "metrics": after,
-        "teacher_metrics": teacher_metrics,
-        "rl_only_twin": twin,
-        "comparison": _comparison(after, twin, student),
-        "parameters": {"student": student_parameters, "teacher": teacher_parameters,
-                       "student_smaller_than_teacher": student_parameters < teacher_parameters},
-        "teacher_data": data_stats,
-        "train": {**sft.summary(), "rows": len(dataset), "train_prompts": len(train),
-                  "held_out_prompts": len(held_out)},
-        "on_policy": None if on_policy is None else on_policy.summary(),
-        "timings": {name: elapsed.wall for name, elapsed in timings.items()},
-        "cpu_timings": {name: elapsed.cpu for name, elapsed in timings.items()},
-        "log_history": student.log_history,
-    }
+    return run_training_stage(TrainingStage(
+        name=STAGE, config=config, model_path=student_path, tokenizer=tokenizer, held_out=held_out,
+        settings=settings, build_trainer=build_trainer, plot=plot, describe=describe,
+        post_train=on_policy if config.on_policy_steps > 0 else None,
+        results={
+            "student_base_path": student_path,
+            "student_tiny_spec": tiny_spec,
+            "teacher_model": teacher_path,
+            "teacher_metrics": teacher_metrics,
+            "teacher_data": data_stats,
+            "parameters": {"student": student_parameters, "teacher": teacher_parameters,
+                           "student_smaller_than_teacher": student_parameters < teacher_parameters},
+            "datasets": {TEACHER_DATASET: str(dataset_path.resolve())},
+            "after_sft": None,
+            "on_policy": None,
+        },
+    ))  # fmt: skip
 
 
 def _looks_local(name: str) -> bool:
@@ -722,53 +529,27 @@ def _looks_local(name: str) -> bool:
     return name.startswith(("/", ".", "~")) or name.count("/") > 1
 
 
-def _comparison(after: dict[str, Any], twin: dict[str, Any] | None, student: TrainingRun) -> dict[str, Any]:
-    """Distilled student vs RL-only twin: the budgets each used and the held-out accuracy/format gap."""
-    summary: dict[str, Any] = {
-        "student_steps": student.steps,
-        "student_train_seconds": student.elapsed.wall,
-        "student_train_cpu_seconds": student.elapsed.cpu,
-    }
-    if twin is None:
-        return summary
-    summary.update(
-        {
-            "budget": twin["budget"],
-            "twin_steps": twin["train"]["steps"],
-            "twin_train_seconds": twin["train"]["seconds"],
-            "twin_train_cpu_seconds": twin["train"]["cpu_seconds"],
-            "accuracy": {"distilled": after["accuracy"], "rl_only_twin": twin["metrics"]["accuracy"]},
-            "accuracy_gain_of_distillation": after["accuracy"] - twin["metrics"]["accuracy"],
-            "format_rate": {"distilled": after["format_rate"], "rl_only_twin": twin["metrics"]["format_rate"]},
-        }
-    )
-    return summary
-
-
-def plot_comparison(results: dict[str, Any], path: Path) -> Path:
-    """Left: the student's SFT loss and the twin's mean reward per step. Right: held-out accuracy bars."""
-    from r1_trl.plotting import plt, save_figure  # the plotting module selects the Agg backend
+def plot_distill(
+    log_history: list[dict[str, Any]], path: Path, before: dict[str, Any], after: dict[str, Any],
+    teacher: dict[str, Any] | None,
+) -> Path:
+    """Left: the student's SFT loss per step. Right: held-out accuracy of the student base, the distilled
+    student and (when evaluated) the teacher."""
+    from r1_trl.plotting import plt, save_figure, series  # the plotting module selects the Agg backend
 
     figure, (curve_axis, bar_axis) = plt.subplots(1, 2, figsize=(11, 4))
-    loss = [(row["step"], row["loss"]) for row in results["log_history"] if "loss" in row and "step" in row]
-    if loss:
-        curve_axis.plot(*zip(*loss, strict=True), label="student SFT loss")
-    twin = results["rl_only_twin"]
-    if twin:
-        reward = [(row["step"], row["reward"]) for row in twin["log_history"] if "reward" in row and "step" in row]
-        if reward:
-            curve_axis.plot(*zip(*reward, strict=True), label="RL-only twin reward")
+    steps, losses = series(log_history, "loss")
+    if steps:
+        curve_axis.plot(steps, losses, label="student SFT loss")
     curve_axis.set_xlabel("optimizer step")
     curve_axis.legend()
-    bars = {"student base": results["before"]["accuracy"], "distilled": results["metrics"]["accuracy"]}
-    if twin:
-        bars["RL-only twin"] = twin["metrics"]["accuracy"]
-    if results["teacher_metrics"]:
-        bars["teacher"] = results["teacher_metrics"]["accuracy"]
+    bars = {"student base": before["accuracy"], "distilled": after["accuracy"]}
+    if teacher:
+        bars["teacher"] = teacher["accuracy"]
     bar_axis.bar(list(bars), list(bars.values()), color="tab:blue")
     for x, value in enumerate(bars.values()):
         bar_axis.text(x, value, f"{value:.3f}", ha="center", va="bottom")
     bar_axis.set_ylim(0, 1.05)
     bar_axis.set_ylabel("held-out accuracy (pass@1)")
-    figure.suptitle("distill: SFT on teacher samples vs RL alone, same student base")
+    figure.suptitle("distill: SFT of the student on teacher samples")
     return save_figure(figure, path)
