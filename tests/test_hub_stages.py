@@ -194,7 +194,7 @@ def test_distill_stage_pushes_the_student_to_its_branch_and_nothing_to_main(
     output_dir = tmp_path / "distill"
     config = distill.DistillConfig(
         output_dir=str(output_dir), model_name_or_path=str(student), teacher_model=str(tiny_model),
-        task_kwargs={"levels": [2]}, train_size=8, teacher_num_samples=1, teacher_max_new_tokens=8, rl_twin=False,
+        task_kwargs={"levels": [2]}, train_size=8, teacher_num_samples=1, teacher_max_new_tokens=8,
         per_device_train_batch_size=4, max_steps=2, learning_rate=1e-3, save_strategy="steps", save_steps=1,
         use_cpu=True, report_to="none", gradient_checkpointing=False, logging_steps=1, disable_tqdm=True, seed=3,
         torch_num_threads=1, push_to_hub=True, hub_model_id=REPO, hub_push_attempts=2, hub_push_backoff=0.01,
@@ -214,7 +214,7 @@ def test_distill_stage_pushes_the_student_to_its_branch_and_nothing_to_main(
     step_refs = [f"{REPO}@distill-step-{n}" for n in (1, 2)]
     assert results["hub"] == {"model": f"{REPO}@distill", "checkpoints": step_refs, "failed_checkpoints": []}
     assert json.loads((output_dir / "results.json").read_text())["hub"] == results["hub"]
-    assert results["rl_only_twin"] is None and results["train"]["steps"] == 2
+    assert results["train"]["steps"] == 2
     assert hub.branches(REPO) == {"main", "distill", "distill-step-1", "distill-step-2"}
     for step in (1, 2):
         files = hub.files(REPO, f"distill-step-{step}")
