@@ -23,7 +23,7 @@ import pytest
 
 from r1_trl import generation
 from r1_trl.generation import EngineSettings, SamplingSettings, generate, prompt_token_ids, release_engines
-from r1_trl.stages import r1_zero  # imports TRL's trainers before the stand-in vllm is importable
+from r1_trl.stages import grpo  # imports TRL's trainers before the stand-in vllm is importable
 
 REPO = Path(__file__).resolve().parents[1]
 FAKE_VLLM = Path(__file__).resolve().parent / "fake_vllm"
@@ -109,14 +109,14 @@ def test_training_stage_releases_engines_around_the_trainer(fake_vllm, tiny_mode
             weakref.finalize(self, fake_vllm.release, reservation)
             super().__init__(*args, **kwargs)
 
-    monkeypatch.setattr(r1_zero, "R1GRPOTrainer", MeasuredTrainer)
+    monkeypatch.setattr(grpo, "R1GRPOTrainer", MeasuredTrainer)
     config = R1GRPOConfig(
         output_dir=str(tmp_path / "stage"), model_name_or_path=str(tiny_model), max_steps=2,
         per_device_train_batch_size=4, num_generations=4, max_completion_length=16, train_size=16, eval_size=4,
         eval_num_samples=2, eval_max_new_tokens=32, logging_steps=1, report_to="none", save_strategy="no",
         generation_backend="vllm", bf16=False,
     )  # fmt: skip
-    results = r1_zero.run_grpo_stage(config)
+    results = grpo.run_grpo_stage(config, "r1-zero")
     assert alive_at_build == [[]], "no sampling engine is alive when the trainer is built"
     events = [(e["event"], e["kind"]) for e in json.loads(Path(os.environ["FAKE_VLLM_LEDGER"]).read_text())["events"]]
     assert events == [("allocate", "vllm"), ("release", "vllm"), ("allocate", "trainer"), ("release", "trainer"),

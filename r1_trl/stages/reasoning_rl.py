@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from r1_trl.configs import R1GRPOConfig
-from r1_trl.stages.r1_zero import run_grpo_stage
+from r1_trl.stages.grpo import run_grpo_stage
 
 STAGE = "reasoning-rl"
 CONFIG_CLASS = R1GRPOConfig
