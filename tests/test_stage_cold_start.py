@@ -11,19 +11,16 @@ from datasets import Dataset, load_from_disk
 
 from r1_trl.configs import RecipeError
 from r1_trl.data.reasoning import SPECIAL_TOKEN
-from r1_trl.data.tasks.arithmetic import solve
+from r1_trl.data.tasks.arithmetic import check_steps, derivation, parse_steps, solve, translate_question
 from r1_trl.data.templates import R1_ZERO_TEMPLATE
 from r1_trl.models import random_tiny_model
 from r1_trl.recipes import load_recipe
 from r1_trl.stages import cold_start_data
 from r1_trl.stages.cold_start_data import (
     ColdStartDataConfig,
-    check_steps,
-    parse_steps,
     refine_r1_zero_output,
     rejection_reasons,
     save_dataset_atomic,
-    translate_question,
 )
 from reward_funcs.formatting import has_r1_format
 
@@ -46,20 +43,20 @@ def r1_zero_output(steps: list[str], answer: object) -> str:
 
 def test_refine_rewrites_correct_steps_in_the_prompt_language() -> None:
     output = r1_zero_output(["9 * 3 = 27", "27 - 6 = 21"], 21)
-    english, reason = refine_r1_zero_output(output, "What is 9 * 3 - 6?", "21", "en", "think")
+    english, reason = refine_r1_zero_output(output, "What is 9 * 3 - 6?", "21", "en", "think", derivation)
     assert reason is None
     assert english == (
         "<think>\nFirst, 9 * 3 = 27.\nThen, 27 - 6 = 21.\nCheck: 21 + 6 = 27, so it holds.\n"
         "So the answer is 21.\n</think>\n<answer>\n21\n</answer>"
     )
-    chinese, _ = refine_r1_zero_output(output, "9 * 3 - 6 等于多少？", "21", "zh", "think")
+    chinese, _ = refine_r1_zero_output(output, "9 * 3 - 6 等于多少？", "21", "zh", "think", derivation)
     assert chinese is not None and "首先，9 * 3 = 27。" in chinese and "So the answer" not in chinese
     assert has_r1_format(english) and has_r1_format(chinese)
 
 
 def test_refine_special_token_format() -> None:
     text, reason = refine_r1_zero_output(r1_zero_output(["2 + 3 = 5"], 5), "What is 2 + 3?", "5", "en",
-                                         "special_token")
+                                         "special_token", derivation)
     assert reason is None and text is not None
     assert text.startswith(SPECIAL_TOKEN) and text.count(SPECIAL_TOKEN) == 2
     assert text.endswith("Summary: the answer is 5.") and "<think>" not in text
@@ -76,7 +73,7 @@ def test_refine_special_token_format() -> None:
     ],
 )
 def test_refine_discards_outputs_that_do_not_check_out(output: str, problem: str, answer: str, reason: str) -> None:
-    assert refine_r1_zero_output(output, problem, answer, "en", "think") == (None, reason)
+    assert refine_r1_zero_output(output, problem, answer, "en", "think", derivation) == (None, reason)
 
 
 def test_parse_steps_reads_negative_numbers_and_ignores_other_text() -> None:
@@ -86,7 +83,7 @@ def test_parse_steps_reads_negative_numbers_and_ignores_other_text() -> None:
 
 def test_prefilled_think_is_restored_before_parsing() -> None:
     text, reason = refine_r1_zero_output("\n1 + 1 = 2\n</think>\n<answer>\n2\n</answer>", "What is 1 + 1?", "2",
-                                         "en", "think", think_prefilled=True)
+                                         "en", "think", derivation, think_prefilled=True)
     assert reason is None and text is not None and "First, 1 + 1 = 2." in text
 
 
@@ -316,6 +313,8 @@ def test_tiny_recipe_parses() -> None:
         ({"few_shot_k": 9, "few_shot_pool_size": 4}, "few_shot_k"),
         ({"problem_budget": {"guessing": 3}}, "problem_budget"),
         ({"refine_sampling_language": "fr"}, "refine_sampling_language"),
+        ({"dataset_name": "gsm8k", "methods": ["direct", "refine"]}, "methods"),
+        ({"dataset_name": "gsm8k", "methods": ["direct"], "refine_sampling_language": "en"}, "refine_sampling_language"),
         ({"min_language_consistency": 1.5}, "min_language_consistency"),
     ],
 )

@@ -5,12 +5,13 @@ Three sources, as in the paper:
 * ``few_shot``: prompt a model with ``few_shot_k`` readable exemplars (reasoning, verification, summary)
   in the problem's language, then the new problem; keep outputs that verify.
 * ``direct``: ask a model to reason step by step in detail, reflect and verify; keep outputs that verify.
-* ``refine``: sample the R1-Zero checkpoint under its R1-Zero template, keep correct outputs, parse the
-  computation steps out of them (``3 * 4 = 12``) and rewrite them in the readable format, in the language
-  of the prompt. This rule-based rewrite stands in for the paper's human post-processing; outputs whose
-  steps cannot be parsed, do not check out or do not reach the answer are discarded. An R1-Zero model
-  that cannot read the prompt's language can be shown the question in one it can
-  (``refine_sampling_language``, translate-test); the rewrite is still in the prompt's language.
+* ``refine``: sample the R1-Zero checkpoint under its R1-Zero template, keep correct outputs, read the
+  derivation out of them with the task's hook (`r1_trl.data.tasks.hooks`; for arithmetic the computation
+  steps, ``3 * 4 = 12``) and rewrite it in the readable format, in the language of the prompt. This
+  rule-based rewrite stands in for the paper's human post-processing; outputs whose derivation cannot be
+  read, does not check out or does not reach the answer are discarded. An R1-Zero model that cannot read
+  the prompt's language can be shown the question in one it can (``refine_sampling_language``,
+  translate-test, also a task hook); the rewrite is still in the prompt's language.
 
 An output "verifies" when it is well formed in the chosen output format, its answer is correct (the
 ``accuracy`` reward), it shows explicit step structure (``First, ...``/``首先，...``) and its reasoning
@@ -27,7 +28,6 @@ from __future__ import annotations
 import logging
 import math
 import random
-import re
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -42,7 +42,7 @@ import reward_funcs
 from r1_trl.configs import R1StageArguments, RecipeError, parse_dict
 from r1_trl.data.builders import PromptSpec, build_prompt_datasets
 from r1_trl.data.reasoning import OUTPUT_FORMATS, SPECIAL_TOKEN, readable_completion
-from r1_trl.data.tasks.arithmetic import QUESTION_FORMS
+from r1_trl.data.tasks.hooks import REFINE_HOOKS, Derivation, RefineHooks, refine_hooks
 from r1_trl.data.templates import format_prompt, r1_zero_prompt
 from r1_trl.distributed import launch_state
 from r1_trl.generation import (
@@ -137,7 +137,7 @@ class ColdStartDataConfig(R1StageArguments):
         metadata={"help": "Language in which the refine method shows R1-Zero the problem (None: the prompt's own "
                   "language). 'en' lets an R1-Zero model trained on English prompts only cover problems posed "
                   "in other languages (translate-test); the rewritten reasoning stays in the prompt's language. "
-                  "Needs a task with known question forms (arithmetic); other problems are shown as they are."},
+                  "Needs a task with refine hooks (r1_trl.data.tasks.hooks: arithmetic)."},
     )
     batch_problems: int = field(
         default=64, metadata={"help": "Problems per generation round (a method stops once it has its share)."}
@@ -174,9 +174,7 @@ class ColdStartDataConfig(R1StageArguments):
             raise RecipeError(f"temperature: must be >= 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise RecipeError(f"top_p: must be in (0, 1], got {self.top_p}")
-        if self.refine_sampling_language is not None and self.refine_sampling_language not in QUESTION_FORMS:
-            raise RecipeError(f"refine_sampling_language: known question languages are {sorted(QUESTION_FORMS)}, "
-                              f"got {self.refine_sampling_language!r}")
+        self._validate_refine_hooks()
         if not 0 <= self.min_language_consistency <= 1:
             raise RecipeError(f"min_language_consistency: must be in [0, 1], got {self.min_language_consistency}")
         for method, budget in self.problem_budget.items():
@@ -185,13 +183,24 @@ class ColdStartDataConfig(R1StageArguments):
             if budget < 0:
                 raise RecipeError(f"problem_budget: the budget of {method!r} must be >= 0, got {budget}")
 
+    def _validate_refine_hooks(self) -> None:
+        hooks = refine_hooks(self.dataset_name)
+        if hooks is None and "refine" in self.methods:
+            raise RecipeError(f"methods: 'refine' rewrites R1-Zero outputs through a task's step checker, and "
+                              f"dataset_name {self.dataset_name!r} has none (tasks with one: {', '.join(REFINE_HOOKS)})")
+        languages = hooks.languages if hooks else ()
+        if self.refine_sampling_language is not None and self.refine_sampling_language not in languages:
+            raise RecipeError(f"refine_sampling_language: {self.dataset_name!r} can pose its problems in "
+                              f"{sorted(languages)}, got {self.refine_sampling_language!r}")
+
+    @property
+    def task_hooks(self) -> RefineHooks:
+        hooks = refine_hooks(self.dataset_name)
+        assert hooks is not None, "checked in __post_init__ when 'refine' is among the methods"
+        return hooks
+
 
 # --- parsing and rewriting R1-Zero outputs -------------------------------------------------------------
-
-_EQUATION = re.compile(r"(?<![\w.])(-?\d+)[ \t]*([-+*×])[ \t]*(-?\d+)[ \t]*=[ \t]*(-?\d+)(?![\w.])")
-_INTEGER = re.compile(r"\d+")
-_APPLY = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b}
-
 
 def think_block(text: str) -> str | None:
     """The reasoning between ``<think>`` and ``</think>``, or None when the block is missing.
@@ -208,56 +217,19 @@ def think_block(text: str) -> str | None:
     return text[start + len("<think>") : end]
 
 
-def parse_steps(reasoning: str) -> list[tuple[int, str, int, int]]:
-    """Every ``a op b = c`` equation of the reasoning, in order, as integers.
-
-    >>> parse_steps("3 * 4 = 12\\n2 + 12 = 14")
-    [(3, '*', 4, 12), (2, '+', 12, 14)]
-    >>> parse_steps("8-9=-1, then -1 - 9 = -10")
-    [(8, '-', 9, -1), (-1, '-', 9, -10)]
-    """
-    steps = []
-    for match in _EQUATION.finditer(reasoning):
-        left, op, right, result = match.groups()
-        steps.append((int(left), "*" if op == "×" else op, int(right), int(result)))
-    return steps
-
-
-def check_steps(steps: Sequence[tuple[int, str, int, int]], problem: str, answer: str) -> str | None:
-    """Why the steps do not make a derivation of ``answer`` for ``problem``, or None when they do.
-
-    Each step must be correct arithmetic on numbers of the problem or results of earlier steps, and the
-    last result must be the answer.
-
-    >>> check_steps([(3, "*", 4, 12), (2, "+", 12, 14)], "What is 2 + 3 * 4?", "14") is None
-    True
-    >>> check_steps([(3, "*", 4, 13)], "What is 3 * 4?", "12")
-    'invalid_step'
-    >>> check_steps([(5, "*", 4, 20)], "What is 3 * 4?", "20")
-    'steps_not_grounded'
-    """
-    if not steps:
-        return "unparsable"
-    available = {int(number) for number in _INTEGER.findall(problem)}
-    for left, op, right, result in steps:
-        if _APPLY[op](left, right) != result:
-            return "invalid_step"
-        if left not in available or right not in available:
-            return "steps_not_grounded"
-        available.add(result)
-    if str(steps[-1][3]) != answer.strip():
-        return "steps_do_not_reach_answer"
-    return None
-
-
 def refine_r1_zero_output(
-    output: str, problem: str, answer: str, language: str, output_format: str, think_prefilled: bool = False
+    output: str, problem: str, answer: str, language: str, output_format: str, derivation: Derivation,
+    think_prefilled: bool = False,
 ) -> tuple[str | None, str | None]:
     """Rewrite a correct R1-Zero output in the readable format: ``(text, None)`` or ``(None, reason)``.
 
+    ``derivation`` is the task's hook that reads and checks the steps of the reasoning
+    (`r1_trl.data.tasks.hooks`).
+
+    >>> from r1_trl.data.tasks.arithmetic import derivation
     >>> text, reason = refine_r1_zero_output(
     ...     " <think>\\n3 * 4 = 12\\n2 + 12 = 14\\n</think>\\n<answer>\\n14\\n</answer>",
-    ...     "2 + 3 * 4 等于多少？", "14", "zh", "think")
+    ...     "2 + 3 * 4 等于多少？", "14", "zh", "think", derivation)
     >>> print(text)
     <think>
     首先，3 * 4 = 12。
@@ -272,27 +244,10 @@ def refine_r1_zero_output(
     reasoning = think_block("<think>" + output if think_prefilled else output)
     if reasoning is None:
         return None, "unparsable"
-    steps = parse_steps(reasoning)
-    reason = check_steps(steps, problem, answer)
-    if reason:
+    lines, reason = derivation(reasoning, problem, answer)
+    if lines is None:
         return None, reason
-    lines = [f"{left} {op} {right} = {result}" for left, op, right, result in steps]
     return readable_completion(lines, answer.strip(), language, output_format).strip(), None
-
-
-def translate_question(problem: str, language: str) -> str | None:
-    """The arithmetic question re-posed in ``language``, or None when it matches no known question form.
-
-    >>> translate_question("2 + 3 * 4 等于多少？", "en")
-    'What is 2 + 3 * 4?'
-    >>> translate_question("Prove that 1 = 1.", "en") is None
-    True
-    """
-    for form in QUESTION_FORMS.values():
-        head, _, tail = form.partition("{expression}")
-        if problem.startswith(head) and problem.endswith(tail) and len(problem) > len(head) + len(tail):
-            return QUESTION_FORMS[language].format(expression=problem[len(head) : len(problem) - len(tail)])
-    return None
 
 
 # --- verifying readable outputs ------------------------------------------------------------------------
@@ -489,7 +444,7 @@ class ColdStartBuilder:
         language = self.config.refine_sampling_language
         if language is None or language == row["language"]:
             return row["problem"]
-        return translate_question(row["problem"], language) or row["problem"]
+        return self.config.task_hooks.translate(row["problem"], language) or row["problem"]
 
     def _refined(self, row: dict[str, Any], samples: list[str]) -> list[Candidate]:
         config = self.config
@@ -500,7 +455,8 @@ class ColdStartBuilder:
                 candidates.append(Candidate(row, None, "wrong_answer"))
                 continue
             text, reason = refine_r1_zero_output(sample, row["problem"], row["solution"], row["language"],
-                                                 config.output_format, config.prefill_think)
+                                                 config.output_format, config.task_hooks.derivation,
+                                                 config.prefill_think)
             candidates.append(Candidate(row, text, reason))
         return candidates
 

@@ -17,7 +17,8 @@ from __future__ import annotations
 import hashlib
 import operator
 import random
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from datasets import Dataset
@@ -203,3 +204,83 @@ def arithmetic_dataset(
     if len(rows) < n:
         raise ValueError(f"only {len(rows)} distinct {split} problems exist at levels {levels}; asked for {n}")
     return Dataset.from_list(rows)
+
+
+# --- checking a derivation (the cold-start stage's refine hook, r1_trl.data.tasks.hooks) ----------------
+
+_EQUATION = re.compile(r"(?<![\w.])(-?\d+)[ \t]*([-+*×])[ \t]*(-?\d+)[ \t]*=[ \t]*(-?\d+)(?![\w.])")
+_INTEGER = re.compile(r"\d+")
+_APPLY: dict[str, Callable[[int, int], int]] = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b}
+
+
+def parse_steps(reasoning: str) -> list[tuple[int, str, int, int]]:
+    """Every ``a op b = c`` equation of the reasoning, in order, as integers.
+
+    >>> parse_steps("3 * 4 = 12\\n2 + 12 = 14")
+    [(3, '*', 4, 12), (2, '+', 12, 14)]
+    >>> parse_steps("8-9=-1, then -1 - 9 = -10")
+    [(8, '-', 9, -1), (-1, '-', 9, -10)]
+    """
+    steps = []
+    for match in _EQUATION.finditer(reasoning):
+        left, op, right, result = match.groups()
+        steps.append((int(left), "*" if op == "×" else op, int(right), int(result)))
+    return steps
+
+
+def check_steps(steps: Sequence[tuple[int, str, int, int]], problem: str, answer: str) -> str | None:
+    """Why the steps do not make a derivation of ``answer`` for ``problem``, or None when they do.
+
+    Each step must be correct arithmetic on numbers of the problem or results of earlier steps, and the
+    last result must be the answer.
+
+    >>> check_steps([(3, "*", 4, 12), (2, "+", 12, 14)], "What is 2 + 3 * 4?", "14") is None
+    True
+    >>> check_steps([(3, "*", 4, 13)], "What is 3 * 4?", "12")
+    'invalid_step'
+    >>> check_steps([(5, "*", 4, 20)], "What is 3 * 4?", "20")
+    'steps_not_grounded'
+    """
+    if not steps:
+        return "unparsable"
+    available = {int(number) for number in _INTEGER.findall(problem)}
+    for left, op, right, result in steps:
+        if _APPLY[op](left, right) != result:
+            return "invalid_step"
+        if left not in available or right not in available:
+            return "steps_not_grounded"
+        available.add(result)
+    if str(steps[-1][3]) != answer.strip():
+        return "steps_do_not_reach_answer"
+    return None
+
+
+def derivation(reasoning: str, problem: str, answer: str) -> tuple[list[str] | None, str | None]:
+    """The computation steps of ``reasoning`` as lines (``3 * 4 = 12``) when they derive ``answer`` for
+    ``problem``: ``(lines, None)``; else ``(None, reason)`` (see `check_steps`, or ``unparsable``).
+
+    >>> derivation("3 * 4 = 12, so 2 + 12 = 14", "What is 2 + 3 * 4?", "14")
+    (['3 * 4 = 12', '2 + 12 = 14'], None)
+    >>> derivation("it is 14", "What is 2 + 3 * 4?", "14")
+    (None, 'unparsable')
+    """
+    steps = parse_steps(reasoning)
+    reason = check_steps(steps, problem, answer)
+    if reason:
+        return None, reason
+    return [f"{left} {op} {right} = {result}" for left, op, right, result in steps], None
+
+
+def translate_question(problem: str, language: str) -> str | None:
+    """The arithmetic question re-posed in ``language``, or None when it matches no known question form.
+
+    >>> translate_question("2 + 3 * 4 等于多少？", "en")
+    'What is 2 + 3 * 4?'
+    >>> translate_question("Prove that 1 = 1.", "en") is None
+    True
+    """
+    for form in QUESTION_FORMS.values():
+        head, _, tail = form.partition("{expression}")
+        if problem.startswith(head) and problem.endswith(tail) and len(problem) > len(head) + len(tail):
+            return QUESTION_FORMS[language].format(expression=problem[len(head) : len(problem) - len(tail)])
+    return None
