@@ -59,7 +59,7 @@ DEFAULT_LICENSE = "apache-2.0"
 NOT_RECORDED = "not recorded"
 PAPER_TAGS = ("arxiv:2501.12948",)  # DeepSeek-R1
 # What a generated set is, by the start of its name (the training stages' held-out samples: `eval_details`,
-# the distilled student's RL-only twin: `eval_details_rl_twin`).
+# and any `eval_details_<suffix>` set of further held-out samples).
 SET_DESCRIPTIONS: dict[str, str] = {
     "eval_details": (
         "Held-out evaluation details: one row per held-out prompt with the prompt, problem, gold `solution` "
