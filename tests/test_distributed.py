@@ -292,7 +292,7 @@ def _probe(argv: list[str]) -> int:
     import torch
 
     from r1_trl import cli
-    from r1_trl.stages import r1_zero, sft
+    from r1_trl.stages import grpo, sft
 
     def probed(trainer_class: type) -> type:
         class ProbedTrainer(trainer_class):  # type: ignore[misc, valid-type]
@@ -324,7 +324,7 @@ def _probe(argv: list[str]) -> int:
 
         return ProbedTrainer
 
-    r1_zero.R1GRPOTrainer = probed(r1_zero.R1GRPOTrainer)
+    grpo.R1GRPOTrainer = probed(grpo.R1GRPOTrainer)
     sft.R1SFTTrainer = probed(sft.R1SFTTrainer)
     return cli.main(argv)
 
