@@ -278,7 +278,8 @@ def plot_comparison(student: dict[str, Any], twin: dict[str, Any], path: Path) -
         if steps:
             curve_axis.plot(steps, values, label=label)
     curve_axis.set_xlabel("optimizer step")
-    curve_axis.legend()
+    if curve_axis.get_legend_handles_labels()[0]:
+        curve_axis.legend()
     bars = {"student base": student["before"]["accuracy"], "distilled": student["metrics"]["accuracy"],
             "RL-only twin": twin["metrics"]["accuracy"]}  # fmt: skip
     if student.get("teacher_metrics"):

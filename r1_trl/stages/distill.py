@@ -541,8 +541,8 @@ def plot_distill(
     steps, losses = series(log_history, "loss")
     if steps:
         curve_axis.plot(steps, losses, label="student SFT loss")
+        curve_axis.legend()
     curve_axis.set_xlabel("optimizer step")
-    curve_axis.legend()
     bars = {"student base": before["accuracy"], "distilled": after["accuracy"]}
     if teacher:
         bars["teacher"] = teacher["accuracy"]
