@@ -12,6 +12,7 @@ from trl import GRPOTrainer, SFTTrainer
 from trl.trainer.utils import RepeatSampler
 
 import reward_funcs
+from r1_trl.adapters import apply_quantization, peft_config
 from r1_trl.configs import R1GRPOConfig, R1SFTConfig
 
 logger = logging.getLogger(__name__)
@@ -79,6 +80,8 @@ class R1GRPOTrainer(GRPOTrainer):
     def __init__(self, model: Any, args: R1GRPOConfig, reward_funcs: list | None = None, **kwargs: Any) -> None:
         if reward_funcs is None:
             reward_funcs = build_reward_funcs(args.reward_funcs, args.reward_kwargs)
+        apply_quantization(args)
+        kwargs.setdefault("peft_config", peft_config(args))
         self._last_rewards_per_func: torch.Tensor | None = None
         self._refill_batches: Iterator[list[dict[str, Any]]] | None = None
         super().__init__(model=model, reward_funcs=reward_funcs, args=args, **kwargs)
@@ -207,9 +210,11 @@ class R1GRPOTrainer(GRPOTrainer):
 
 
 class R1SFTTrainer(SFTTrainer):
-    """``SFTTrainer`` for the SFT stages; exists so stages share one place for R1-specific behaviour."""
+    """``SFTTrainer`` for the SFT stages: a LoRA adapter when the recipe sets ``use_peft``."""
 
     def __init__(self, model: Any, args: R1SFTConfig, **kwargs: Any) -> None:
+        apply_quantization(args)
+        kwargs.setdefault("peft_config", peft_config(args))
         super().__init__(model=model, args=args, **kwargs)
 
 

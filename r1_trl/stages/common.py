@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from r1_trl.adapters import full_model_path, save_trained_model
 from r1_trl.configs import TINY_MODEL
 from r1_trl.evaluation import EvalSettings, evaluate_model, split_eval_details
 from r1_trl.rundir import (  # noqa: F401  (re-exported: the stages read the layout through here too)
@@ -43,7 +44,8 @@ NOT_LOADED_PATTERNS = (
 def resolve_model(name_or_path: str, revision: str | None = None) -> tuple[str, str | None]:
     """The model to load: 'tiny' -> the cached tiny base (built on first use); a Hub repo at a revision
     ('repo@rev', or `revision` = ``model_revision``) -> its files at that revision, downloaded into the
-    Hugging Face cache (see `download_revision`); anything else unchanged. Returns (path or id, revision left
+    Hugging Face cache (see `download_revision`); a LoRA adapter folder -> a merged copy of it (see
+    `r1_trl.adapters.full_model_path`); anything else unchanged. Returns (path or id, revision left
     to pass to ``from_pretrained``: None once resolved to a local folder).
 
     A revision in the name and a different explicit `revision` contradict each other.
@@ -53,7 +55,7 @@ def resolve_model(name_or_path: str, revision: str | None = None) -> tuple[str, 
 
         return str(load_or_build_tiny_base()), None
     if Path(name_or_path).exists():
-        return name_or_path, revision
+        return full_model_path(name_or_path), revision
     repo = name_or_path
     if "@" in name_or_path:
         repo, _, rev = name_or_path.partition("@")
@@ -66,7 +68,7 @@ def resolve_model(name_or_path: str, revision: str | None = None) -> tuple[str, 
         revision = rev
     if revision is None:
         return repo, None
-    return str(download_revision(repo, revision)), None
+    return full_model_path(str(download_revision(repo, revision))), None
 
 
 def download_revision(repo_id: str, revision: str) -> Path:
@@ -180,9 +182,7 @@ def train_and_save(trainer: Any, output_dir: str | Path, tokenizer: Any) -> tupl
     trainer.train(resume_from_checkpoint=last_checkpoint(output_dir))
     seconds = time.perf_counter() - started
     checkpoint = Path(output_dir) / CHECKPOINT_DIR
-    trainer.save_model(str(checkpoint))
-    if trainer.accelerator.is_main_process:
-        tokenizer.save_pretrained(checkpoint)
+    save_trained_model(trainer, checkpoint, tokenizer)  # an adapter (merged on request) or the full model
     return checkpoint, seconds
 
 

@@ -207,10 +207,11 @@ class DistillConfig(R1SFTConfig):
             raise RecipeError(f"teacher_top_p: must be in (0, 1], got {self.teacher_top_p}")
         if self.teacher_max_per_prompt is not None and self.teacher_max_per_prompt < 1:
             raise RecipeError(f"teacher_max_per_prompt: must be >= 1, got {self.teacher_max_per_prompt}")
-        known = set(reward_funcs.names())
         for name in self.teacher_filters:
-            if name not in known:
-                raise RecipeError(f"teacher_filters: unknown reward {name!r}; known: {', '.join(sorted(known))}")
+            try:
+                reward_funcs.check(name)  # a registry name or an import path
+            except reward_funcs.UnknownRewardError as error:
+                raise RecipeError(f"teacher_filters: {error}") from None
         _check_fields("student_tiny_spec", self.student_tiny_spec, TinyBaseSpec)
         if self.student_tiny_spec and self.model_name_or_path != TINY_MODEL:
             raise RecipeError(f"student_tiny_spec: only applies to model_name_or_path '{TINY_MODEL}', "
