@@ -40,6 +40,11 @@ def parse_dict(value: dict | str | None, name: str) -> dict[str, Any]:
     return parsed
 
 
+def check_max_steps(max_steps: int) -> None:
+    if max_steps < -1:
+        raise RecipeError(f"max_steps: must be a number of steps, or -1 to train num_train_epochs instead, got {max_steps}")
+
+
 @dataclass
 class R1StageArguments(PeftArguments):
     """Fields shared by every stage: model (with TRL's PEFT fields), data, prompt format, held-out evaluation,
@@ -145,6 +150,7 @@ class R1StageArguments(PeftArguments):
                 raise RecipeError(f"{name}: must be >= 1, got {getattr(self, name)}")
         if self.train_size is not None and self.train_size < 1:
             raise RecipeError(f"train_size: must be >= 1, got {self.train_size}")
+        check_max_steps(getattr(self, "max_steps", -1))
         if self.torch_num_threads is not None and self.torch_num_threads < 1:
             raise RecipeError(f"torch_num_threads: must be >= 1, got {self.torch_num_threads}")
         self.validate_generation_fields()

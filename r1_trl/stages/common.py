@@ -41,15 +41,21 @@ NOT_LOADED_PATTERNS = (
 )
 
 
-def resolve_model(name_or_path: str, revision: str | None = None) -> tuple[str, str | None]:
+def resolve_model(
+    name_or_path: str, revision: str | None = None, field: str = "model_name_or_path"
+) -> tuple[str, str | None]:
     """The model to load: 'tiny' -> the cached tiny base (built on first use); a Hub repo at a revision
     ('repo@rev', or `revision` = ``model_revision``) -> its files at that revision, downloaded into the
     Hugging Face cache (see `download_revision`); a LoRA adapter folder -> a merged copy of it (see
     `r1_trl.adapters.full_model_path`); anything else unchanged. Returns (path or id, revision left
     to pass to ``from_pretrained``: None once resolved to a local folder).
 
-    A revision in the name and a different explicit `revision` contradict each other.
+    A revision in the name and a different explicit `revision` contradict each other. A model that cannot be
+    found fails at once, naming `field` (`r1_trl.preflight.check_model_source`).
     """
+    from r1_trl.preflight import check_model_source
+
+    check_model_source(name_or_path, revision, field)
     if name_or_path == TINY_MODEL:
         from r1_trl.models import load_or_build_tiny_base
 

@@ -609,7 +609,7 @@ def run(config: DistillConfig, sampler: Sampler | None = None) -> dict[str, Any]
 
 def _run(config: DistillConfig, sampler: Sampler | None, publisher: StagePublisher | None) -> dict[str, Any]:
     output_dir = Path(config.output_dir)
-    teacher_path, _ = resolve_model(str(config.teacher_model), config.teacher_model_revision)
+    teacher_path, _ = resolve_model(str(config.teacher_model), config.teacher_model_revision, "teacher_model")
     if sampler is None and _looks_local(teacher_path) and not Path(teacher_path).exists():
         raise FileNotFoundError(f"teacher_model: {teacher_path} does not exist")
     student_path, revision, tiny_spec = resolve_student(config)
