@@ -219,6 +219,32 @@ def save_trained_model(trainer: Any, checkpoint: Path, tokenizer: Any) -> dict[s
     return saved
 
 
+# What a checkpoint-N holds besides the model: the trainer's own state, not part of a saved model.
+TRAINER_ONLY_FILES = ("optimizer.pt", "scheduler.pt", "scaler.pt", "trainer_state.json", "training_args.bin")
+
+
+def save_model_files(saved: Path, checkpoint: Path, tokenizer: Any, args: Any) -> None:
+    """Write ``checkpoint`` from the model files of a trainer's ``checkpoint-N`` (main process), as
+    `save_trained_model` writes it from the trainer: the model or adapter, merged with ``merge_adapter``."""
+    merge = getattr(args, "merge_adapter", False) and is_adapter(saved)
+    target = checkpoint.parent / ADAPTER_DIR if merge else checkpoint
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
+    try:
+        for item in saved.iterdir():
+            if item.is_file() and item.name not in TRAINER_ONLY_FILES and not item.name.startswith("rng_state"):
+                shutil.copy2(item, staging / item.name)
+        tokenizer.save_pretrained(staging)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    if is_adapter(target):
+        record_base(target, args.model_name_or_path, args.model_revision)
+    if merge:
+        merge_into(target, checkpoint, tokenizer)
+
+
 def _merged_model(adapter_dir: str | os.PathLike[str], dtype: Any = None) -> Any:
     """The adapter merged into its base, in memory (base resolved like any r1-trl model reference)."""
     from peft import PeftModel
