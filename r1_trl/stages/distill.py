@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -43,6 +44,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, Traine
 from trl import DistillationConfig, DistillationTrainer
 
 import reward_funcs
+from r1_trl.adapters import full_model_path, is_adapter, save_trained_model
 from r1_trl.configs import TINY_MODEL, R1GRPOConfig, R1SFTConfig, RecipeError, parse_dict
 from r1_trl.data.builders import PromptSpec, build_prompt_datasets
 from r1_trl.data.selection import select_unique
@@ -506,8 +508,7 @@ def train_student_sft(
         callbacks=publisher.callbacks() if publisher else [],
     )
     run = _train(trainer)
-    trainer.save_model(str(checkpoint))
-    tokenizer.save_pretrained(checkpoint)
+    save_trained_model(trainer, checkpoint, tokenizer)  # with use_peft: the adapter (merged on request)
     return run
 
 
@@ -531,11 +532,15 @@ def train_on_policy(
     """On-policy distillation (TRL's DistillationTrainer) from the SFT checkpoint, saved over it."""
     tokenizer = AutoTokenizer.from_pretrained(student_checkpoint, padding_side="left")
     trainer = DistillationTrainer(
-        model=str(student_checkpoint), teacher_model=teacher_path,
+        model=full_model_path(str(student_checkpoint)), teacher_model=teacher_path,  # an adapter: merged
         args=on_policy_config(config, Path(config.output_dir) / ON_POLICY_DIR),
         train_dataset=prompts.select_columns(["prompt"]), processing_class=tokenizer,
     )
     run = _train(trainer)
+    if trainer.accelerator.is_main_process and is_adapter(student_checkpoint):
+        shutil.rmtree(student_checkpoint)  # the on-policy student is a full model: no adapter files beside it
+        tokenizer.save_pretrained(student_checkpoint)
+    trainer.accelerator.wait_for_everyone()
     trainer.save_model(str(student_checkpoint))
     return run
 
