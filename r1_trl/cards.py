@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 from huggingface_hub import DatasetCard, DatasetCardData, EvalResult, ModelCard, ModelCardData
 
+from r1_trl.adapters import stage_adapter
 from r1_trl.rundir import RESULTS_FILE
 from r1_trl.stages import STAGES
 
@@ -210,14 +211,18 @@ def build_model_card(context: ModelCardContext) -> ModelCard:
     entry = context.manifest["stages"][context.stage]
     kind = trainer_kind(context.stage, entry)
     metrics, before = stage_metrics(context.run_dir, context.stage, entry)
+    adapter = stage_adapter(context.run_dir / (entry.get("output_dir") or context.stage))
     return ModelCard.from_template(
-        _model_card_data(context, kind, metrics),
+        _model_card_data(context, kind, metrics, adapter),
         template_str=template_text(MODEL_CARD_TEMPLATE),
         **_model_card_fields(context, kind, metrics, before),
+        adapter=adapter,
     )
 
 
-def _model_card_data(context: ModelCardContext, kind: str, metrics: Mapping[str, Any]) -> ModelCardData:
+def _model_card_data(
+    context: ModelCardContext, kind: str, metrics: Mapping[str, Any], adapter: Mapping[str, Any] | None = None
+) -> ModelCardData:
     """The YAML metadata: lineage as Hub ids, tags, and the held-out metrics as `model-index`."""
     eval_dataset = _eval_dataset(context.datasets)
     eval_results = [
@@ -237,10 +242,11 @@ def _model_card_data(context: ModelCardContext, kind: str, metrics: Mapping[str,
         model_name=context.pushed_ref,
         base_model=context.base_model.hub_id,
         datasets=hub_datasets or None,
-        library_name="transformers",
+        library_name="peft" if adapter and not adapter["merged"] else "transformers",
         license=context.license,
         pipeline_tag="text-generation",
-        tags=_unique(["r1-trl", "trl", kind, context.stage, "deepseek-r1", "reasoning", *PAPER_TAGS]),
+        tags=_unique(["r1-trl", "trl", kind, context.stage, "deepseek-r1", "reasoning", *PAPER_TAGS,
+                      *(["lora", "peft"] if adapter else [])]),
         eval_results=eval_results or None,
     )
 

@@ -63,25 +63,59 @@ class DemoArguments:
 
 
 def _parse(dataclass_type: type, argv: Sequence[str], prog: str):
+    import yaml
     from trl import TrlParser
 
+    from r1_trl.configs import RecipeError
+    from r1_trl.preflight import one_line
+
+    argv = list(argv)
+    recipe = argv[argv.index("--config") + 1] if "--config" in argv[:-1] else None
     parser = TrlParser(dataclass_type, prog=prog)
-    (parsed,) = parser.parse_args_and_config(list(argv))
+    try:
+        (parsed,) = parser.parse_args_and_config(argv)
+    except (FileNotFoundError, IsADirectoryError) as error:
+        raise RecipeError(f"--config: {one_line(error)}") from error
+    except yaml.YAMLError as error:
+        raise RecipeError(f"--config: {recipe} is not valid YAML: {one_line(error)}") from error
+    except RecipeError:
+        raise
+    except ValueError as error:  # TRL's parser: keys no field takes, a non-mapping recipe
+        raise RecipeError(f"--config: {one_line(error)}") from error
     return parsed
 
 
 def stage_command(stage: str) -> Callable[[Sequence[str]], int]:
     def run_stage(argv: Sequence[str]) -> int:
+        from r1_trl.configs import RecipeError
+        from r1_trl.preflight import check_config_models
+
         module = STAGES[stage].load()
         argv = list(argv)
         if "stage_name" in getattr(module.CONFIG_CLASS, "__dataclass_fields__", {}) and "--stage_name" not in argv:
             argv += ["--stage_name", stage]
         config = _parse(module.CONFIG_CLASS, argv, f"r1-trl {stage}")
-        results = module.run(config)
+        output_dir = Path(config.output_dir)
+        existed = output_dir.exists()
+        try:
+            check_config_models(config)  # before anything is computed or written
+            results = module.run(config)
+        except RecipeError:
+            if not existed:
+                _remove_if_empty(output_dir)
+            raise
         _print_before_after(results)
         return 0
 
     return run_stage
+
+
+def _remove_if_empty(folder: Path) -> None:
+    """Remove a folder a failed run created if nothing but empty folders is in it."""
+    if folder.is_dir() and not any(path.is_file() for path in folder.rglob("*")):
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def cmd_pipeline(argv: Sequence[str]) -> int:
@@ -210,18 +244,32 @@ HANDLERS: dict[str, Callable[[Sequence[str]], int]] = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv  # full tracebacks for input errors too
+    argv = [arg for arg in argv if arg != "--debug"]
     if not argv or argv[0] in ("-h", "--help"):
         lines = ["usage: r1-trl <command> [--config recipe.yaml] [--field value ...]", "", "commands:"]
         lines += [f"  {name:<20}{text}" for name, text in COMMANDS.items()]
-        lines += ["", "Run 'r1-trl <command> --help' for every field of that command."]
+        lines += ["", "Run 'r1-trl <command> --help' for every field of that command; --debug shows tracebacks of "
+                  "input errors."]
         print("\n".join(lines))
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
     if command not in HANDLERS:
         print(f"r1-trl: unknown command {command!r}; commands: {', '.join(HANDLERS)}", file=sys.stderr)
         return 2
+    from r1_trl.configs import RecipeError
+
     try:
         status = HANDLERS[command](rest)
+    except RecipeError as error:  # bad input: one line naming the field and the value
+        if debug:
+            raise
+        from r1_trl.preflight import one_line
+
+        print(f"r1-trl {command}: error: {one_line(error)}", file=sys.stderr)
+        if launched_with_several_processes():
+            exit_without_finalizing(2)
+        return 2
     except Exception:
         if not launched_with_several_processes():
             raise

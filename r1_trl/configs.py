@@ -16,6 +16,7 @@ import torch
 from trl import GRPOConfig, SFTConfig
 
 import reward_funcs
+from r1_trl.adapters import PeftArguments
 from r1_trl.data.templates import TEMPLATES
 
 TINY_MODEL = "tiny"
@@ -39,9 +40,15 @@ def parse_dict(value: dict | str | None, name: str) -> dict[str, Any]:
     return parsed
 
 
+def check_max_steps(max_steps: int) -> None:
+    if max_steps < -1:
+        raise RecipeError(f"max_steps: must be a number of steps, or -1 to train num_train_epochs instead, got {max_steps}")
+
+
 @dataclass
-class R1StageArguments:
-    """Fields shared by every stage: model, data, prompt format, held-out evaluation, Hub lineage."""
+class R1StageArguments(PeftArguments):
+    """Fields shared by every stage: model (with TRL's PEFT fields), data, prompt format, held-out evaluation,
+    Hub lineage."""
 
     model_name_or_path: str = field(
         default=TINY_MODEL,
@@ -143,9 +150,11 @@ class R1StageArguments:
                 raise RecipeError(f"{name}: must be >= 1, got {getattr(self, name)}")
         if self.train_size is not None and self.train_size < 1:
             raise RecipeError(f"train_size: must be >= 1, got {self.train_size}")
+        check_max_steps(getattr(self, "max_steps", -1))
         if self.torch_num_threads is not None and self.torch_num_threads < 1:
             raise RecipeError(f"torch_num_threads: must be >= 1, got {self.torch_num_threads}")
         self.validate_generation_fields()
+        self.validate_peft_fields()
         if self.hub_layout not in ("branch", "repo"):
             raise RecipeError(f"hub_layout: must be 'branch' or 'repo', got {self.hub_layout!r}")
         self.validate_push_fields()
@@ -202,7 +211,9 @@ class R1GRPOConfig(R1StageArguments, GRPOConfig):
 
     reward_funcs: list[str] = field(
         default_factory=lambda: ["accuracy", "format"],
-        metadata={"help": "Reward names from the reward_funcs registry, e.g. accuracy format language_consistency."},
+        metadata={"help": "Rewards: names from the reward_funcs registry (accuracy format language_consistency ...) "
+                  "or import paths of your own functions (my_pkg.rewards:my_reward or my_pkg.rewards.my_reward), "
+                  "guarded like the built-ins."},
     )
     reward_kwargs: dict | str | None = field(
         default=None,
@@ -236,10 +247,11 @@ class R1GRPOConfig(R1StageArguments, GRPOConfig):
     def _validate_rewards(self) -> None:
         if not self.reward_funcs:
             raise RecipeError("reward_funcs: at least one reward is required")
-        known = set(reward_funcs.names())
         for name in self.reward_funcs:
-            if name not in known:
-                raise RecipeError(f"reward_funcs: unknown reward {name!r}; known: {', '.join(sorted(known))}")
+            try:
+                reward_funcs.check(name)
+            except reward_funcs.UnknownRewardError as error:
+                raise RecipeError(f"reward_funcs: {error}") from None
         for name in self.reward_kwargs:
             if name not in self.reward_funcs:
                 raise RecipeError(f"reward_kwargs: {name!r} is not one of reward_funcs {self.reward_funcs}")

@@ -393,7 +393,13 @@ def eval_details(
 
 
 class HeldOutEvalCallback(TrainerCallback):
-    """Evaluates on the held-out set every ``every_steps`` and logs the metrics as ``eval/<name>``."""
+    """Evaluates on the held-out set every ``every_steps`` and logs the metrics as ``eval/<name>``.
+
+    The metrics go out through the trainer's own logging: the callback asks for a log at that step
+    (``control.should_log``) and the r1-trl trainers (`r1_trl.trainers.R1TrainerMixin`) merge
+    `take_pending_metrics` into it, so ``log_history``, the console and every ``report_to`` backend (W&B,
+    trackio, TensorBoard, ...) receive them with the step's training metrics.
+    """
 
     def __init__(
         self, dataset: Dataset, tokenizer: PreTrainedTokenizerBase, settings: EvalSettings, every_steps: int
@@ -403,10 +409,13 @@ class HeldOutEvalCallback(TrainerCallback):
         self.settings = settings
         self.every_steps = every_steps
         self.history: list[dict[str, float]] = []
+        self._pending: dict[str, float] = {}
 
     def on_step_end(self, args, state, control, model=None, **kwargs):  # type: ignore[override]
         if self.every_steps <= 0 or state.global_step % self.every_steps != 0 or model is None:
             return control
+        # Every rank logs at this step: the trainer's log gathers the loss across ranks.
+        control.should_log = True
         # Under ZeRO-3 every forward gathers the partitioned weights from all ranks, so every rank generates
         # (the same samples: same prompts and seed); elsewhere the main process evaluates alone.
         if not state.is_world_process_zero and not is_zero3_partitioned(model):
@@ -414,7 +423,11 @@ class HeldOutEvalCallback(TrainerCallback):
         metrics = evaluate_model(model, self.tokenizer, self.dataset, self.settings)
         if not state.is_world_process_zero:
             return control
-        record = {"step": float(state.global_step), **{f"eval/{k}": float(v) for k, v in metrics.items()}}
-        self.history.append(record)
-        state.log_history.append(record)
+        self._pending = {f"eval/{k}": float(v) for k, v in metrics.items()}
+        self.history.append({"step": float(state.global_step), **self._pending})
         return control
+
+    def take_pending_metrics(self) -> dict[str, float]:
+        """The metrics of the last evaluation not yet logged (then forgotten)."""
+        pending, self._pending = self._pending, {}
+        return pending

@@ -202,11 +202,11 @@ def generation_device() -> torch.device:
 
 def load_for_generation(model: str, engine: EngineSettings) -> PreTrainedModel:
     """A plain (never ZeRO-3-partitioned) copy of ``model`` on this process's device, in the recipe dtype."""
-    from transformers import AutoModelForCausalLM
+    from r1_trl.adapters import load_causal_lm
 
     dtype = engine.dtype if engine.dtype != "auto" else ("bfloat16" if torch.cuda.is_available() else "float32")
     with outside_zero3():
-        loaded = AutoModelForCausalLM.from_pretrained(model, dtype=getattr(torch, dtype))
+        loaded = load_causal_lm(model, dtype=getattr(torch, dtype))  # an adapter: merged into its base
     return loaded.to(generation_device())
 
 
@@ -288,8 +288,10 @@ def vllm_engine(model: str, engine: EngineSettings) -> Any:
         os.environ.setdefault("LOCAL_RANK", str(rank))
         os.environ.setdefault("WORLD_SIZE", str(world))
         ensure_master_addr_port()  # TRL's: a free rendezvous port unless a launcher set one
+        from r1_trl.adapters import full_model_path
+
         _VLLM_ENGINES[key] = LLM(
-            model=model,
+            model=full_model_path(model),  # vLLM loads full models: an adapter is merged into its base first
             tensor_parallel_size=engine.vllm_tensor_parallel_size,
             gpu_memory_utilization=engine.vllm_gpu_memory_utilization,
             max_model_len=engine.vllm_max_model_length,

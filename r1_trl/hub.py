@@ -66,7 +66,18 @@ from r1_trl.cards import (
     build_model_card,
     describe_feature,
 )
-from r1_trl.rundir import CURVES_FILE, MANIFEST_FILE, RECIPE_FILE, RESULTS_FILE, STATS_FILE, read_manifest
+from r1_trl.rundir import (
+    CURVES_FILE,
+    HUB_PUSH_STAGING_PREFIX,
+    MANIFEST_FILE,
+    RECIPE_FILE,
+    RESULTS_FILE,
+    STATS_FILE,
+    TRAINER_STATE_FILE,
+    checkpoint_step,
+    complete_checkpoints,
+    read_manifest,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -785,6 +796,41 @@ class CheckpointPusher(TrainerCallback):
         self.failed: list[str] = []  # ... and of every push that failed for good
         self.errors: list[BaseException] = []
 
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        """A resumed run first pushes the saved checkpoints whose push a killed run did not finish."""
+        if not state.is_world_process_zero or self.preview_root is not None:
+            return
+        saved = {checkpoint_step(path): Path(path) for path in complete_checkpoints(args.output_dir)}
+        for step in sorted(self._unpushed(saved)):
+            logger.warning("CheckpointPusher: %s was saved but its push did not finish; pushing it now",
+                           saved[step].name)  # fmt: skip
+            self._queue(saved[step], step)
+
+    def _unpushed(self, saved: Mapping[int, Path]) -> list[int]:
+        """The steps in `saved` whose branch on the Hub does not hold their checkpoint: a push creates the
+        branch first and commits the files second, so a killed push can leave the branch without them."""
+        missing = []
+        for step in saved:
+            ref = self.target.step(self.stage, step)
+            try:
+                found = self.api.get_paths_info(ref.repo_id, [TRAINER_STATE_FILE], revision=ref.revision,
+                                                repo_type=ref.repo_type)  # fmt: skip
+            except HfHubHTTPError as error:
+                if error.response is None or error.response.status_code != 404:
+                    logger.warning("CheckpointPusher: cannot check %s (%s); saved checkpoints are not re-pushed",
+                                   ref, error)  # fmt: skip
+                    return []
+                found = []  # no such repo or branch: never pushed
+            except _TRANSPORT_ERRORS as error:
+                logger.warning("CheckpointPusher: the Hub is unreachable (%s); saved checkpoints are not re-pushed",
+                               error)  # fmt: skip
+                return []
+            if not found:
+                missing.append(step)
+        return missing
+
     def on_save(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
@@ -794,7 +840,10 @@ class CheckpointPusher(TrainerCallback):
         if not checkpoint.is_dir():
             logger.warning("CheckpointPusher: %s does not exist, nothing to push", checkpoint)
             return
-        ref = self.target.step(self.stage, state.global_step)
+        self._queue(checkpoint, state.global_step)
+
+    def _queue(self, checkpoint: Path, step: int) -> None:
+        ref = self.target.step(self.stage, step)
         snapshot = _snapshot(checkpoint, self.ignore_patterns)
         self.pushes.append((ref, self.api.run_as_future(self._push_snapshot, snapshot, ref)))
 
@@ -840,7 +889,7 @@ class CheckpointPusher(TrainerCallback):
 
 def _snapshot(checkpoint: Path, ignore_patterns: Sequence[str]) -> Path:
     """Hard-link (or copy, across filesystems) a checkpoint into a temporary folder next to it."""
-    holder = Path(tempfile.mkdtemp(prefix=".hub-push-", dir=checkpoint.parent))
+    holder = Path(tempfile.mkdtemp(prefix=HUB_PUSH_STAGING_PREFIX, dir=checkpoint.parent))
     return _materialize(
         holder / checkpoint.name, _checkpoint_files(checkpoint, ignore_patterns), _link_or_copy
     )

@@ -9,12 +9,15 @@ and ``manifest.json``. Every module reads these names from here.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoint"
 RESULTS_FILE = "results.json"
@@ -87,15 +90,73 @@ def remove_stale_staging(path: Path) -> list[Path]:
     return stale
 
 
-def last_checkpoint(output_dir: str | Path) -> str | None:
+TRAINER_STATE_FILE = "trainer_state.json"  # the Trainer writes it last when it saves a checkpoint-N
+HUB_PUSH_STAGING_PREFIX = ".hub-push-"  # hard-linked snapshots of checkpoints being pushed (r1_trl.hub)
+
+
+def _is_temporary(name: str) -> bool:
+    return name.startswith((".tmp", "tmp")) or name.endswith((".tmp", ".partial"))
+
+
+def checkpoint_problem(path: str | Path) -> str | None:
+    """Why a ``checkpoint-N`` cannot be resumed from (None: it can): a save cut off by a kill leaves no
+    ``trainer_state.json``, an empty or truncated one, or temporary files of a write that never finished."""
+    path = Path(path)
+    state = path / TRAINER_STATE_FILE
+    if not state.is_file():
+        return f"no {TRAINER_STATE_FILE}"
+    try:
+        parsed = json.loads(state.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        return f"unreadable {TRAINER_STATE_FILE} ({type(error).__name__}: empty or truncated)"
+    if not isinstance(parsed, dict):
+        return f"{TRAINER_STATE_FILE} is not a JSON object"
+    leftovers = sorted(item.name for item in path.rglob("*") if _is_temporary(item.name))
+    if leftovers:
+        return f"temporary files of an unfinished write: {', '.join(leftovers[:3])}"
+    return None
+
+
+def last_checkpoint(output_dir: str | Path, remove_incomplete: bool = False) -> str | None:
     """The newest complete ``checkpoint-N`` in ``output_dir``, so an interrupted stage resumes from it.
 
-    A stage killed while saving leaves a ``checkpoint-N`` without ``trainer_state.json`` (the Trainer writes
-    it last); resuming from that fails, so it is skipped for the previous one.
+    Newer incomplete ones (see `checkpoint_problem`) are skipped with a warning, and deleted with
+    ``remove_incomplete`` (the main process of a launch passes it; every rank skips the same ones), so the
+    trainer's next save of that step starts from an empty folder.
     """
     from transformers.trainer_utils import sort_checkpoints  # what the Trainer rotates checkpoints by
 
     if not Path(output_dir).is_dir():
         return None
-    complete = [path for path in sort_checkpoints(str(output_dir)) if Path(path, "trainer_state.json").is_file()]
-    return complete[-1] if complete else None
+    for path in reversed(sort_checkpoints(str(output_dir))):
+        problem = checkpoint_problem(path)
+        if problem is None:
+            return path
+        logger.warning("skipping the incomplete %s (%s)%s", Path(path).name, problem,
+                       "; removing it" if remove_incomplete else "")  # fmt: skip
+        if remove_incomplete:
+            shutil.rmtree(path, ignore_errors=True)
+    return None
+
+
+def complete_checkpoints(output_dir: str | Path) -> list[str]:
+    """Every ``checkpoint-N`` in ``output_dir`` that a run could resume from, oldest first."""
+    from transformers.trainer_utils import sort_checkpoints
+
+    if not Path(output_dir).is_dir():
+        return []
+    return [path for path in sort_checkpoints(str(output_dir)) if checkpoint_problem(path) is None]
+
+
+def checkpoint_step(path: str | Path) -> int:
+    """The global step a complete ``checkpoint-N`` was saved at (its trainer state, else its name)."""
+    state = json.loads(Path(path, TRAINER_STATE_FILE).read_text(encoding="utf-8"))
+    return int(state.get("global_step") or Path(path).name.rsplit("-", 1)[-1])
+
+
+def remove_stale_push_snapshots(output_dir: str | Path) -> list[Path]:
+    """Delete checkpoint snapshots that pushes of a killed run left in ``output_dir`` (nothing reads them)."""
+    stale = sorted(Path(output_dir).glob(f"{HUB_PUSH_STAGING_PREFIX}*")) if Path(output_dir).is_dir() else []
+    for folder in stale:
+        shutil.rmtree(folder, ignore_errors=True)
+    return stale

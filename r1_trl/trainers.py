@@ -12,7 +12,9 @@ from trl import GRPOTrainer, SFTTrainer
 from trl.trainer.utils import RepeatSampler
 
 import reward_funcs
+from r1_trl.adapters import apply_quantization, peft_config
 from r1_trl.configs import R1GRPOConfig, R1SFTConfig
+from r1_trl.console import use_compact_console
 
 logger = logging.getLogger(__name__)
 
@@ -36,13 +38,29 @@ _PER_ROW = ("advantages",)
 _BATCH_COUNT = "num_items_in_batch"
 
 
+class R1TrainerMixin:
+    """What every r1-trl trainer adds to TRL's: the compact console line, and metrics that callbacks computed
+    outside the training step (held-out evaluation) logged through the trainer, so every ``report_to``
+    backend, ``log_history`` and the console receive them with the step's own metrics."""
+
+    def _r1_setup(self) -> None:
+        use_compact_console(self)
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        for callback in self.callback_handler.callbacks:  # type: ignore[attr-defined]
+            take = getattr(callback, "take_pending_metrics", None)
+            if take is not None:
+                logs = {**logs, **take()}
+        super().log(logs, start_time)  # type: ignore[misc]
+
+
 def build_reward_funcs(names: list[str], reward_kwargs: dict[str, dict[str, Any]] | None = None) -> list:
     """Registry names -> guarded reward callables, each configured by its entry in ``reward_kwargs``."""
     reward_kwargs = reward_kwargs or {}
     return [reward_funcs.get(name, **reward_kwargs.get(name, {})) for name in names]
 
 
-class R1GRPOTrainer(GRPOTrainer):
+class R1GRPOTrainer(R1TrainerMixin, GRPOTrainer):
     """``GRPOTrainer`` whose rewards come from the recipe (``args.reward_funcs`` names).
 
     With ``args.dynamic_sampling`` (DAPO), prompt groups whose rewards are all equal carry no
@@ -79,9 +97,12 @@ class R1GRPOTrainer(GRPOTrainer):
     def __init__(self, model: Any, args: R1GRPOConfig, reward_funcs: list | None = None, **kwargs: Any) -> None:
         if reward_funcs is None:
             reward_funcs = build_reward_funcs(args.reward_funcs, args.reward_kwargs)
+        apply_quantization(args)
+        kwargs.setdefault("peft_config", peft_config(args))
         self._last_rewards_per_func: torch.Tensor | None = None
         self._refill_batches: Iterator[list[dict[str, Any]]] | None = None
         super().__init__(model=model, reward_funcs=reward_funcs, args=args, **kwargs)
+        self._r1_setup()
         if getattr(args, "dynamic_sampling", False) and isinstance(self.train_dataset, IterableDataset):
             raise ValueError(
                 "dynamic_sampling: needs a map-style train_dataset to draw refill prompts from; "
@@ -206,11 +227,14 @@ class R1GRPOTrainer(GRPOTrainer):
                 )
 
 
-class R1SFTTrainer(SFTTrainer):
-    """``SFTTrainer`` for the SFT stages; exists so stages share one place for R1-specific behaviour."""
+class R1SFTTrainer(R1TrainerMixin, SFTTrainer):
+    """``SFTTrainer`` for the SFT stages: a LoRA adapter when the recipe sets ``use_peft``."""
 
     def __init__(self, model: Any, args: R1SFTConfig, **kwargs: Any) -> None:
+        apply_quantization(args)
+        kwargs.setdefault("peft_config", peft_config(args))
         super().__init__(model=model, args=args, **kwargs)
+        self._r1_setup()
 
 
 def zero_variance_groups(rewards: torch.Tensor, num_generations: int, tolerance: float = 1e-6) -> torch.Tensor:

@@ -18,6 +18,15 @@ from reward_funcs import (  # noqa: F401
     reasoning_gym,
     repetition,
 )
-from reward_funcs.registry import RewardFunc, UnknownRewardError, get, guarded, names, register
+from reward_funcs.registry import (
+    RewardFunc,
+    UnknownRewardError,
+    check,
+    get,
+    guarded,
+    is_import_path,
+    names,
+    register,
+)
 
-__all__ = ["RewardFunc", "UnknownRewardError", "get", "guarded", "names", "register"]
+__all__ = ["RewardFunc", "UnknownRewardError", "check", "get", "guarded", "is_import_path", "names", "register"]

@@ -1,14 +1,18 @@
 """Name -> reward function registry, and the guard that keeps one bad completion from crashing a step.
 
-Recipes list rewards by name (``reward_funcs: [accuracy, format]``); ``get`` resolves a name to a
-callable with TRL's reward signature ``f(completions, **kwargs) -> list[float | None]``.
+Recipes list rewards by name (``reward_funcs: [accuracy, format]``) or by import path, as TRL's scripts
+accept them (``my_pkg.rewards:my_reward`` or ``my_pkg.rewards.my_reward``); ``get`` resolves either to a
+callable with TRL's reward signature ``f(completions, **kwargs) -> list[float | None]``, guarded alike.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import logging
 import math
+import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -23,7 +27,7 @@ _BUILDERS: dict[str, RewardBuilder] = {}
 
 
 class UnknownRewardError(KeyError):
-    """A reward name that is not registered."""
+    """A reward name that is not registered, or an import path that does not lead to a callable."""
 
     def __str__(self) -> str:  # KeyError quotes its message; keep it readable
         return str(self.args[0])
@@ -61,16 +65,56 @@ def names() -> list[str]:
     return sorted(_BUILDERS)
 
 
+def is_import_path(name: str) -> bool:
+    """Whether a reward entry is an import path (``module:attr`` or ``module.attr``) rather than a registry name."""
+    return ":" in name or "." in name
+
+
+def _import_reward(path: str) -> RewardFunc:
+    """The callable at ``module:attr`` (or ``module.attr``); the working directory is importable, as for
+    ``python script.py``, also when started through the ``r1-trl`` console script."""
+    module_name, _, attribute = path.partition(":") if ":" in path else path.rpartition(".")
+    if not module_name or not attribute:
+        raise UnknownRewardError(f"reward {path!r}: expected 'module:function' or 'module.function'")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.append(os.getcwd())
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except Exception as error:  # noqa: BLE001 - a user module may fail to import in any way
+        raise UnknownRewardError(f"reward {path!r}: cannot import {module_name!r} ({type(error).__name__}: {error})") from None
+    for part in attribute.split("."):
+        if not hasattr(obj, part):
+            raise UnknownRewardError(f"reward {path!r}: {module_name!r} has no attribute {attribute!r}")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise UnknownRewardError(f"reward {path!r}: {attribute!r} is a {type(obj).__name__}, not a function")
+    return obj
+
+
+def check(name: str) -> None:
+    """Raise `UnknownRewardError` (naming the entry) unless ``name`` resolves: registered, or importable."""
+    if name in _BUILDERS:
+        return
+    if is_import_path(name):
+        _import_reward(name)
+        return
+    raise UnknownRewardError(f"unknown reward {name!r}; known: {', '.join(names())}; or an import path such as "
+                             "my_pkg.rewards:my_reward")
+
+
 def get(name: str, guard: bool = True, **kwargs: Any) -> RewardFunc:
-    """Resolve a registered reward by name; ``kwargs`` configure it (e.g. ``get("cosine_scaled", max_len=512)``).
+    """Resolve a reward by registry name or import path; ``kwargs`` configure it (e.g.
+    ``get("cosine_scaled", max_len=512)``).
 
     The result is guarded (see :func:`guarded`) unless ``guard=False``.
-    Its ``__name__`` is the registry name, which is what TRL logs it under (``rewards/<name>/mean``).
+    Its ``__name__`` is the registry name or the import path as given, which is what TRL logs it under
+    (``rewards/<name>/mean``).
     """
-    try:
+    if name in _BUILDERS:
         builder = _BUILDERS[name]
-    except KeyError:
-        raise UnknownRewardError(f"unknown reward function {name!r}; known rewards: {', '.join(names())}") from None
+    else:
+        check(name)
+        builder = _plain_builder(_import_reward(name))
     func = builder(**kwargs)
     return guarded(func, name) if guard else _named(func, name)
 

@@ -208,12 +208,20 @@ class FakeHub:
             self._failures.append(FailureRule(method.upper(), re.compile(path_pattern), times, None, seconds))
 
     def hold(
-        self, path_pattern: str, *, until: threading.Event, timeout: float = 60.0, method: str = "POST"
+        self,
+        path_pattern: str,
+        *,
+        until: threading.Event,
+        timeout: float = 60.0,
+        method: str = "POST",
+        then_status: int | None = None,
+        times: int = 1_000_000,
     ) -> None:
-        """Keep matching requests waiting until `until` is set (or `timeout` passed), then serve them."""
+        """Keep the next `times` matching requests waiting until `until` is set (or `timeout` passed), then serve
+        them (or, with `then_status`, fail them: a request whose client died meanwhile changes nothing)."""
         with self._lock:
             self._failures.append(
-                FailureRule(method.upper(), re.compile(path_pattern), 1_000_000, None, 0.0, until, timeout)
+                FailureRule(method.upper(), re.compile(path_pattern), times, then_status, 0.0, until, timeout)
             )
 
     def files(self, repo_id: str, revision: str = "main", repo_type: str = "model") -> dict[str, bytes]:

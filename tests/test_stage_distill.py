@@ -276,5 +276,5 @@ def test_stage_fails_clearly_when_the_teacher_solves_nothing(tmp_path, models):
 
 def test_missing_local_teacher_is_reported(tmp_path, models):
     cfg = config(tmp_path, model_name_or_path=models.student, teacher_model=str(tmp_path / "nope"))
-    with pytest.raises(FileNotFoundError, match="^teacher_model:"):
+    with pytest.raises(RecipeError, match="^teacher_model: no such local model folder"):  # before any compute
         distill.run(cfg)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import math
 import shlex
 import sys
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from r1_trl.adapters import full_model_path, save_model_files, save_trained_model
 from r1_trl.configs import TINY_MODEL
 from r1_trl.evaluation import EvalSettings, evaluate_model, split_eval_details
 from r1_trl.rundir import (  # noqa: F401  (re-exported: the stages read the layout through here too)
@@ -24,7 +26,10 @@ from r1_trl.rundir import (  # noqa: F401  (re-exported: the stages read the lay
     RECIPE_FILE,
     RESULTS_FILE,
     STATS_FILE,
+    TRAINER_STATE_FILE,
+    checkpoint_step,
     last_checkpoint,
+    remove_stale_push_snapshots,
     remove_stale_staging,
     save_dataset_atomic,
     write_json_atomic,
@@ -40,20 +45,27 @@ NOT_LOADED_PATTERNS = (
 )
 
 
-def resolve_model(name_or_path: str, revision: str | None = None) -> tuple[str, str | None]:
+def resolve_model(
+    name_or_path: str, revision: str | None = None, field: str = "model_name_or_path"
+) -> tuple[str, str | None]:
     """The model to load: 'tiny' -> the cached tiny base (built on first use); a Hub repo at a revision
     ('repo@rev', or `revision` = ``model_revision``) -> its files at that revision, downloaded into the
-    Hugging Face cache (see `download_revision`); anything else unchanged. Returns (path or id, revision left
+    Hugging Face cache (see `download_revision`); a LoRA adapter folder -> a merged copy of it (see
+    `r1_trl.adapters.full_model_path`); anything else unchanged. Returns (path or id, revision left
     to pass to ``from_pretrained``: None once resolved to a local folder).
 
-    A revision in the name and a different explicit `revision` contradict each other.
+    A revision in the name and a different explicit `revision` contradict each other. A model that cannot be
+    found fails at once, naming `field` (`r1_trl.preflight.check_model_source`).
     """
+    from r1_trl.preflight import check_model_source
+
+    check_model_source(name_or_path, revision, field)
     if name_or_path == TINY_MODEL:
         from r1_trl.models import load_or_build_tiny_base
 
         return str(load_or_build_tiny_base()), None
     if Path(name_or_path).exists():
-        return name_or_path, revision
+        return full_model_path(name_or_path), revision
     repo = name_or_path
     if "@" in name_or_path:
         repo, _, rev = name_or_path.partition("@")
@@ -66,7 +78,7 @@ def resolve_model(name_or_path: str, revision: str | None = None) -> tuple[str, 
         revision = rev
     if revision is None:
         return repo, None
-    return str(download_revision(repo, revision)), None
+    return full_model_path(str(download_revision(repo, revision))), None
 
 
 def download_revision(repo_id: str, revision: str) -> Path:
@@ -173,17 +185,56 @@ def save_eval_details(
     return save_dataset_atomic(details, path, stats)
 
 
+def resume_point(trainer: Any, output_dir: str | Path) -> str | None:
+    """The checkpoint an interrupted run resumes from, announced as "resuming from checkpoint-N (step N of M)".
+
+    The main process first removes what a killed run left half-done: incomplete ``checkpoint-N`` folders
+    (`r1_trl.rundir.checkpoint_problem`) and snapshots of checkpoint pushes."""
+    main = trainer.accelerator.is_main_process
+    if main:
+        remove_stale_push_snapshots(output_dir)
+    resume = last_checkpoint(output_dir, remove_incomplete=main)
+    trainer.accelerator.wait_for_everyone()
+    if resume is not None and main:
+        step = checkpoint_step(resume)
+        total = trainer.args.max_steps
+        if total <= 0:
+            total = json.loads(Path(resume, TRAINER_STATE_FILE).read_text(encoding="utf-8")).get("max_steps", "?")
+        print(f"resuming from {Path(resume).name} (step {step} of {total}) in {output_dir}", flush=True)
+    return resume
+
+
 def train_and_save(trainer: Any, output_dir: str | Path, tokenizer: Any) -> tuple[Path, float]:
-    """Train (resuming from the newest checkpoint if any), save the final model (gathered under ZeRO-3)
-    to ``output_dir/checkpoint`` with its tokenizer; returns the checkpoint path and training seconds."""
+    """Train (resuming from the newest complete checkpoint if any, see `resume_point`), save the final model
+    (gathered under ZeRO-3) to ``output_dir/checkpoint`` with its tokenizer; returns the checkpoint path and
+    training seconds."""
     started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=last_checkpoint(output_dir))
-    seconds = time.perf_counter() - started
+    resume = resume_point(trainer, output_dir)
     checkpoint = Path(output_dir) / CHECKPOINT_DIR
-    trainer.save_model(str(checkpoint))
-    if trainer.accelerator.is_main_process:
-        tokenizer.save_pretrained(checkpoint)
+    if resume is not None and 0 < trainer.args.max_steps <= checkpoint_step(resume):
+        finish_from_last_checkpoint(trainer, resume, checkpoint, tokenizer)
+        return checkpoint, time.perf_counter() - started
+    trainer.train(resume_from_checkpoint=resume)
+    seconds = time.perf_counter() - started
+    save_trained_model(trainer, checkpoint, tokenizer)  # an adapter (merged on request) or the full model
     return checkpoint, seconds
+
+
+def finish_from_last_checkpoint(trainer: Any, resume: str, checkpoint: Path, tokenizer: Any) -> None:
+    """A run killed after its last training step (while saving the final model, evaluating or pushing): its
+    newest checkpoint-N already holds the trained model. (Resuming ``train()`` from it would take one step
+    past ``max_steps``.) The trainer's state comes from the checkpoint, the callbacks see a training run
+    with nothing left to do (pushes of saved checkpoints a kill interrupted are made there), and the model
+    files of checkpoint-N become ``checkpoint`` as `save_trained_model` would have written them."""
+    from transformers import TrainerState
+
+    trainer.state = TrainerState.load_from_json(str(Path(resume) / TRAINER_STATE_FILE))
+    handler, args = trainer.callback_handler, trainer.args
+    trainer.control = handler.on_train_begin(args, trainer.state, trainer.control)
+    if trainer.accelerator.is_main_process:
+        save_model_files(Path(resume), checkpoint, tokenizer, args)
+    trainer.accelerator.wait_for_everyone()
+    trainer.control = handler.on_train_end(args, trainer.state, trainer.control)
 
 
 # ---- Hub pushes of a training stage (recipe push_to_hub) ----------------------------------------------------

@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -42,6 +43,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, Traine
 from trl import DistillationConfig, DistillationTrainer
 
 import reward_funcs
+from r1_trl.adapters import full_model_path, is_adapter
 from r1_trl.configs import TINY_MODEL, R1SFTConfig, RecipeError, parse_dict
 from r1_trl.data.builders import PromptSpec, build_prompt_datasets
 from r1_trl.data.selection import select_unique
@@ -154,10 +156,11 @@ class DistillConfig(R1SFTConfig):
             raise RecipeError(f"teacher_top_p: must be in (0, 1], got {self.teacher_top_p}")
         if self.teacher_max_per_prompt is not None and self.teacher_max_per_prompt < 1:
             raise RecipeError(f"teacher_max_per_prompt: must be >= 1, got {self.teacher_max_per_prompt}")
-        known = set(reward_funcs.names())
         for name in self.teacher_filters:
-            if name not in known:
-                raise RecipeError(f"teacher_filters: unknown reward {name!r}; known: {', '.join(sorted(known))}")
+            try:
+                reward_funcs.check(name)  # a registry name or an import path
+            except reward_funcs.UnknownRewardError as error:
+                raise RecipeError(f"teacher_filters: {error}") from None
         _check_fields("student_tiny_spec", self.student_tiny_spec, TinyBaseSpec)
         if self.student_tiny_spec and self.model_name_or_path != TINY_MODEL:
             raise RecipeError(f"student_tiny_spec: only applies to model_name_or_path '{TINY_MODEL}', "
@@ -454,11 +457,15 @@ def train_on_policy(
     """On-policy distillation (TRL's DistillationTrainer) from the SFT checkpoint, saved over it."""
     tokenizer = AutoTokenizer.from_pretrained(student_checkpoint, padding_side="left")
     trainer = DistillationTrainer(
-        model=str(student_checkpoint), teacher_model=teacher_path,
+        model=full_model_path(str(student_checkpoint)), teacher_model=teacher_path,  # an adapter: merged
         args=on_policy_config(config, Path(config.output_dir) / ON_POLICY_DIR),
         train_dataset=prompts.select_columns(["prompt"]), processing_class=tokenizer,
     )
     run = train_run(trainer)
+    if trainer.accelerator.is_main_process and is_adapter(student_checkpoint):
+        shutil.rmtree(student_checkpoint)  # the on-policy student is a full model: no adapter files beside it
+        tokenizer.save_pretrained(student_checkpoint)
+    trainer.accelerator.wait_for_everyone()
     trainer.save_model(str(student_checkpoint))
     return run
 
@@ -472,7 +479,7 @@ def run(config: DistillConfig, sampler: Sampler | None = None) -> dict[str, Any]
     ``sampler(teacher_prompts) -> samples per prompt`` replaces the teacher's sampling (tests).
     """
     config.apply_runtime_settings()
-    teacher_path, _ = resolve_model(str(config.teacher_model), config.teacher_model_revision)
+    teacher_path, _ = resolve_model(str(config.teacher_model), config.teacher_model_revision, "teacher_model")
     if sampler is None and _looks_local(teacher_path) and not Path(teacher_path).exists():
         raise FileNotFoundError(f"teacher_model: {teacher_path} does not exist")
     student_path, revision, tiny_spec = resolve_student(config)

@@ -22,6 +22,7 @@ from accelerate.state import AcceleratorState
 from datasets import Dataset
 from transformers import PreTrainedTokenizerBase, Trainer, TrainerCallback
 
+from r1_trl.adapters import stage_adapter, trainable_parameters
 from r1_trl.evaluation import EvalSettings, HeldOutEvalCallback, evaluate_model, split_eval_details
 from r1_trl.generation import EngineSettings, free_memory, release_engines
 from r1_trl.stages.common import (
@@ -99,7 +100,7 @@ def run_training_stage(stage: TrainingStage) -> dict[str, Any]:
     trainer = stage.build_trainer(trainer_args(config, publisher), callbacks)
     checkpoint, train_seconds = train_and_save(trainer, output_dir, stage.tokenizer)
     accelerator, state = trainer.accelerator, trainer.state
-    described = stage.describe(trainer)
+    described = {**trainable_parameters(trainer.model), **stage.describe(trainer)}
     del trainer
     free_memory()
     post_trained = stage.post_train(checkpoint) if stage.post_train else {}
@@ -128,6 +129,7 @@ def run_training_stage(stage: TrainingStage) -> dict[str, Any]:
         **post_trained,
         "datasets": datasets,
         "train": {"steps": state.global_step, "seconds": train_seconds, **described},
+        "adapter": stage_adapter(output_dir),
         "log_history": state.log_history,
     }
     if samples_before or samples_after:
