@@ -41,6 +41,7 @@ from r1_trl.stages.common import (
     save_recipe,
     write_json_atomic,
 )
+from r1_trl.targets import expects_gpu
 from reward_funcs._text import completion_to_text
 from reward_funcs.model_based import Prompt, Scorer, reward_model_scorer
 
@@ -97,7 +98,7 @@ class RewardModelConfig(RewardConfig):
     )
 
     def __post_init__(self) -> None:
-        if self.bf16 is None and not torch.cuda.is_available():
+        if self.bf16 is None and not expects_gpu():
             self.bf16 = False
         if self.preference_kind not in PREFERENCE_KINDS:
             raise RecipeError(
