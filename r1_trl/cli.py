@@ -155,21 +155,27 @@ def cmd_check_recipe(argv: Sequence[str]) -> int:
     failures = 0
     for recipe in args.recipes:
         error = check_recipe(recipe, args.target, args.num_processes)
+        checked_for = _checked_for(recipe, args.target, args.num_processes)
         if error:
             failures += 1
-            print(f"FAIL {recipe}: {error}")
+            print(f"FAIL {recipe}{checked_for}: {error}")
         else:
-            print(f"ok   {recipe}{_checked_for(recipe, args.target, args.num_processes)}")
+            print(f"ok   {recipe}{checked_for}")
     return 1 if failures else 0
 
 
 def _checked_for(recipe: str, target: str, num_processes: int | None) -> str:
+    """' (target gpu, 8 processes)': what a recipe was checked for, unless this process as it is."""
     from r1_trl.targets import header_num_processes
 
-    processes = num_processes if num_processes is not None else header_num_processes(recipe)
+    try:
+        processes = num_processes if num_processes is not None else header_num_processes(recipe)
+    except (OSError, ValueError):  # an unreadable recipe: check_recipe reports it
+        processes = None
     if target == "local" and processes is None:
         return ""
-    return f" (target {target}, {processes or 1} process{'es' if (processes or 1) > 1 else ''})"
+    processes = processes or 1
+    return f" (target {target}, {processes} process{'es' if processes > 1 else ''})"
 
 
 def cmd_build_tiny(argv: Sequence[str]) -> int:
