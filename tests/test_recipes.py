@@ -354,12 +354,3 @@ def test_no_recipe_syncs_its_reference_model_only_at_the_end(path: Path) -> None
     assert every < steps and steps % every != 0, (
         f"ref_model_sync_steps {every} with max_steps {steps}: a sync at the last step only costs a full gather"
     )
-
-
-def test_slurm_script_waits_for_the_server_and_serves_a_dense_model_as_trl_supports() -> None:
-    script = SLURM_SCRIPT.read_text()
-    assert "--data_parallel_size 1" in script and "--data_parallel_size $(" not in script
-    assert 'curl -sf "http://$VLLM_NODE:$VLLM_PORT/health"' in script
-    assert script.count("srun --kill-on-bad-exit=1") == 2
-    model_line = next(line for line in script.splitlines() if line.startswith("MODEL="))
-    assert model_line.index("$ENV_SETUP") < model_line.index("python"), "yaml is read after the environment set-up"
