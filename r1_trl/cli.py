@@ -16,6 +16,7 @@ from pathlib import Path
 
 from r1_trl.distributed import exit_distributed, exit_without_finalizing, launched_with_several_processes
 from r1_trl.stages import STAGES
+from r1_trl.targets import TARGETS
 
 STAGE_COMMANDS: dict[str, str] = {name: stage.help for name, stage in STAGES.items()}
 
@@ -178,16 +179,37 @@ def cmd_check_recipe(argv: Sequence[str]) -> int:
 
     parser = argparse.ArgumentParser(prog="r1-trl check-recipe", description=COMMANDS["check-recipe"])
     parser.add_argument("recipes", nargs="+", help="Recipe YAML files.")
+    parser.add_argument("--target", choices=TARGETS, default="local",
+                        help="Machine to validate for: 'local' (this one, default) or 'gpu' (a GPU machine with "
+                        "vLLM: every check but the presence of the GPU and of vLLM).")
+    parser.add_argument("--num_processes", type=int, default=None,
+                        help="Processes of the launch to validate batch sizes and tensor parallelism for "
+                        "(default: the '--num_processes N' of the recipe's header comment, else 1).")
     args = parser.parse_args(list(argv))
     failures = 0
     for recipe in args.recipes:
-        error = check_recipe(recipe)
+        error = check_recipe(recipe, args.target, args.num_processes)
+        checked_for = _checked_for(recipe, args.target, args.num_processes)
         if error:
             failures += 1
-            print(f"FAIL {recipe}: {error}")
+            print(f"FAIL {recipe}{checked_for}: {error}")
         else:
-            print(f"ok   {recipe}")
+            print(f"ok   {recipe}{checked_for}")
     return 1 if failures else 0
+
+
+def _checked_for(recipe: str, target: str, num_processes: int | None) -> str:
+    """' (target gpu, 8 processes)': what a recipe was checked for, unless this process as it is."""
+    from r1_trl.targets import header_num_processes
+
+    try:
+        processes = num_processes if num_processes is not None else header_num_processes(recipe)
+    except (OSError, ValueError):  # an unreadable recipe: check_recipe reports it
+        processes = None
+    if target == "local" and processes is None:
+        return ""
+    processes = processes or 1
+    return f" (target {target}, {processes} process{'es' if processes > 1 else ''})"
 
 
 def cmd_build_tiny(argv: Sequence[str]) -> int:

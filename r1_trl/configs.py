@@ -18,6 +18,7 @@ from trl import GRPOConfig, SFTConfig
 import reward_funcs
 from r1_trl.adapters import PeftArguments
 from r1_trl.data.templates import TEMPLATES
+from r1_trl.targets import current_target, expects_gpu, planned_num_processes
 
 TINY_MODEL = "tiny"
 
@@ -166,6 +167,10 @@ class R1StageArguments(PeftArguments):
             EngineSettings.from_config(self)
         except ValueError as error:
             raise RecipeError(str(error)) from None
+        processes = planned_num_processes()
+        if processes is not None and processes % self.vllm_tensor_parallel_size:
+            raise RecipeError(f"vllm_tensor_parallel_size: {self.vllm_tensor_parallel_size} does not divide the "
+                              f"{processes} processes of the launch")
 
     def validate_push_fields(self) -> None:
         if self.hub_push_attempts < 1:
@@ -183,8 +188,15 @@ class R1StageArguments(PeftArguments):
 
     def cpu_defaults(self) -> None:
         """TRL defaults bf16 on; without a GPU that is slow or unsupported, so default it off."""
-        if getattr(self, "bf16", None) is None and not torch.cuda.is_available():
+        if getattr(self, "bf16", None) is None and not expects_gpu():
             self.bf16 = False
+
+    @property
+    def world_size(self) -> int:
+        """TrainingArguments' process count, which TRL's batch rules read; while a recipe is validated for a
+        stated launch (`r1_trl.targets.validating_for`), that launch's."""
+        planned = planned_num_processes()
+        return planned if planned is not None else super().world_size  # type: ignore[misc]
 
     def apply_runtime_settings(self) -> None:
         """Process-wide settings a stage applies before it computes anything."""
@@ -233,7 +245,7 @@ class R1GRPOConfig(R1StageArguments, GRPOConfig):
         self.validate_stage_fields()
         self.reward_kwargs = parse_dict(self.reward_kwargs, "reward_kwargs")
         self._validate_rewards()
-        if self.use_vllm and importlib.util.find_spec("vllm") is None:
+        if self.use_vllm and not current_target().gpu and importlib.util.find_spec("vllm") is None:
             raise RecipeError("use_vllm: vLLM is requested but not installed (pip install 'r1-trl[vllm]', GPU only)")
         if self.dynamic_sampling_max_rounds < 0:
             raise RecipeError("dynamic_sampling_max_rounds: must be >= 0")

@@ -8,24 +8,22 @@ pipeline`` and ``r1-trl <stage>`` do; a reward-model recipe (read by rl-all's ``
 GPU recipes ask for vLLM (``use_vllm: true``) and bf16, which this CPU-only machine cannot provide:
 ``R1GRPOConfig`` rejects ``use_vllm`` when the ``vllm`` package is missing, and transformers rejects
 ``bf16`` without a bf16-capable GPU. To validate those recipes exactly as written (no field changed), the
-``gpu_machine`` fixture makes the two capability probes answer as they would on the target machine:
-``importlib.util.find_spec("vllm")`` returns a spec (every other name is looked up for real) and
-``transformers.training_args.is_torch_bf16_gpu_available`` returns True. Nothing is imported from vLLM
-and no GPU code runs during parsing, so the probes are the only thing that differs. Separately, the real
-environment is checked to reject the same recipes naming ``use_vllm``, and to accept them once the
-GPU-only fields are overridden on the command line.
+``gpu_machine`` fixture parses them as ``r1-trl check-recipe --target gpu`` does
+(``r1_trl.targets.validating_for("gpu")``: only the two presence probes answer as on a GPU machine; the
+process-count rules are tested in test_check_recipe_target.py). Separately, the real environment is checked
+to reject the same recipes naming ``use_vllm``, and to accept them once the GPU-only fields are overridden
+on the command line.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import importlib.machinery
 import importlib.util
 import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +35,7 @@ from r1_trl.configs import R1GRPOConfig
 from r1_trl.pipeline import load_plan
 from r1_trl.recipes import config_class_for, load_recipe
 from r1_trl.stages import STAGES
+from r1_trl.targets import validating_for
 from r1_trl.trainers import build_reward_funcs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -102,19 +101,10 @@ GPU_GRPO_RECIPES = [p for p in GPU_RECIPES if issubclass(config_class(p), R1GRPO
 
 
 @pytest.fixture
-def gpu_machine(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Answer the vLLM and bf16-GPU capability probes as a GPU machine with vLLM would (see module doc)."""
-    import transformers.training_args
-
-    real_find_spec = importlib.util.find_spec
-
-    def find_spec(name: str, *args: Any, **kwargs: Any) -> importlib.machinery.ModuleSpec | None:
-        if name == "vllm":
-            return importlib.machinery.ModuleSpec("vllm", None)
-        return real_find_spec(name, *args, **kwargs)
-
-    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
-    monkeypatch.setattr(transformers.training_args, "is_torch_bf16_gpu_available", lambda: True)
+def gpu_machine() -> Iterator[None]:
+    """Parse as for a GPU machine with vLLM (see module doc)."""
+    with validating_for("gpu"):
+        yield
 
 
 def _check_rewards_build_and_run(config: R1GRPOConfig) -> None:
@@ -364,12 +354,3 @@ def test_no_recipe_syncs_its_reference_model_only_at_the_end(path: Path) -> None
     assert every < steps and steps % every != 0, (
         f"ref_model_sync_steps {every} with max_steps {steps}: a sync at the last step only costs a full gather"
     )
-
-
-def test_slurm_script_waits_for_the_server_and_serves_a_dense_model_as_trl_supports() -> None:
-    script = SLURM_SCRIPT.read_text()
-    assert "--data_parallel_size 1" in script and "--data_parallel_size $(" not in script
-    assert 'curl -sf "http://$VLLM_NODE:$VLLM_PORT/health"' in script
-    assert script.count("srun --kill-on-bad-exit=1") == 2
-    model_line = next(line for line in script.splitlines() if line.startswith("MODEL="))
-    assert model_line.index("$ENV_SETUP") < model_line.index("python"), "yaml is read after the environment set-up"

@@ -10,7 +10,7 @@ import pytest
 
 import reward_funcs
 from r1_trl.configs import R1GRPOConfig, RecipeError
-from r1_trl.recipes import check_recipe
+from r1_trl.recipe_checks import check_recipe
 
 REWARDS_MODULE = """
 def short_answer(completions, **kwargs):

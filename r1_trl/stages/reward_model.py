@@ -37,6 +37,7 @@ from r1_trl.distributed import launch_state
 from r1_trl.rundir import DATASETS_DIR, save_dataset_atomic
 from r1_trl.stages.common import resolve_model
 from r1_trl.stages.runner import TrainingStage, run_training_stage
+from r1_trl.targets import expects_gpu
 from reward_funcs.extraction import completion_to_text
 from reward_funcs.model_based import (
     Prompt,
@@ -100,7 +101,7 @@ class RewardModelConfig(RewardConfig):
     )
 
     def __post_init__(self) -> None:
-        if self.bf16 is None and not torch.cuda.is_available():
+        if self.bf16 is None and not expects_gpu():
             self.bf16 = False
         if self.preference_kind not in PREFERENCE_KINDS:
             raise RecipeError(
