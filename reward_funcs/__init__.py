@@ -18,6 +18,14 @@ from reward_funcs import (  # noqa: F401
     reasoning_gym,
     repetition,
 )
-from reward_funcs.registry import RewardFunc, UnknownRewardError, get, guarded, names, register
+from reward_funcs.registry import (
+    RewardFunc,
+    UnknownRewardError,
+    accepted_kwargs,
+    get,
+    guarded,
+    names,
+    register,
+)
 
-__all__ = ["RewardFunc", "UnknownRewardError", "get", "guarded", "names", "register"]
+__all__ = ["RewardFunc", "UnknownRewardError", "accepted_kwargs", "get", "guarded", "names", "register"]

@@ -29,7 +29,15 @@ _BARE_LETTER = re.compile(r"([A-Ja-j])")
 _LETTER_THEN_TEXT = re.compile(r"([A-J])\s+(?P<rest>.*)", re.DOTALL)
 _OPTION_WORDS = re.compile(r"(?:(?:the\s+)?(?:correct\s+)?(?:option|choice)\s*(?:is\s*)?:?\s*)", re.IGNORECASE)
 # Another option named after the first: "B or C", "A and D", "(A), (C)", "A/B".
-_ANOTHER_LETTER = re.compile(r"\(\s*[A-Ja-j]\s*\)|(?:\b(?:or|and)\s+|[,/&;]\s*)\(?[A-J]\)?(?![A-Za-z])")
+_ANOTHER_LETTER = re.compile(
+    r"\(\s*([A-Ja-j])\s*\)|(?:\b(?:or|and)\s+|[,/&;]\s*)\(?([A-J])\)?(?![A-Za-z])"
+)
+# "7 is correct", "7 is the answer", "7 is the final answer": the answer is 7 ("7 is not correct" is not matched).
+_AFFIRMATION = re.compile(
+    r"\s+(?:is|would\s+be)\s+(?:(?:the\s+)?(?:correct|right|final)(?:\s+answer)?|the\s+answer)\s*[.!]?\s*\Z",
+    re.IGNORECASE,
+)
+_AFFIRMATION_TAIL = 48  # characters: the affirmation is searched for at the end only (linear time)
 _ANCHORED_CHOICE = re.compile(
     r"(?:answer|option|choice)(?:\s+is)?\s*:?\s*\(?([A-J])\)?(?![A-Za-z])", re.IGNORECASE
 )
@@ -211,8 +219,14 @@ def completion_answer(text: str, *, choice: bool = False) -> str | None:
 
 
 def _final_statement(answer: str) -> str | None:
-    """An answer without its delimiters, cut to what follows its last "the answer is" (if it has one)."""
-    return strip_math_delimiters(after_last_anchor(strip_math_delimiters(answer))) or None
+    """An answer without its delimiters, cut to what follows its last "the answer is" (if it has one), without a
+    closing "is correct" / "is the answer"."""
+    answer = strip_math_delimiters(after_last_anchor(strip_math_delimiters(answer)))
+    tail_start = max(0, len(answer) - _AFFIRMATION_TAIL)
+    affirmation = _AFFIRMATION.search(answer, tail_start)
+    if affirmation is not None and affirmation.start() > 0:
+        answer = strip_math_delimiters(answer[: affirmation.start()])
+    return answer or None
 
 
 def gold_answer(solution: str) -> str:
@@ -258,8 +272,10 @@ def predicted_choice(answer: str) -> str | None:
         match = pattern.fullmatch(text)
         if match is None:
             continue
+        letter = match.group(1).upper()
         rest = match.groupdict().get("rest") or ""
-        if _ANOTHER_LETTER.search(rest) or is_negated(rest):
+        others = {(named[0] or named[1]).upper() for named in _ANOTHER_LETTER.findall(rest)}
+        if others - {letter} or is_negated(rest):
             return None
-        return match.group(1).upper()
+        return letter
     return None

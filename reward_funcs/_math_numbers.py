@@ -336,7 +336,7 @@ def _values_match(
         return rounded_gold and as_precise and abs(prediction - gold) * 2 < gold_place
     if gold.denominator == 1 or predicted_place is None:
         return False  # integers are exact; so are two exact values that differ
-    return predicted_number.significant >= DECIMAL_ANSWER_DIGITS and abs(prediction - gold) < predicted_place
+    return predicted_number.significant >= DECIMAL_ANSWER_DIGITS and _rounded_or_cut(prediction, predicted_place, gold)
 
 
 def within_precision(gold: PlainNumber, value: float | Fraction) -> bool:
@@ -350,9 +350,15 @@ def within_precision(gold: PlainNumber, value: float | Fraction) -> bool:
 
 
 def decimal_matches_exact(answer: PlainNumber, value: float | Fraction) -> bool:
-    """Whether a decimal answer stands for an exact irrational gold (``1.41421`` for ``\\sqrt{2}``)."""
+    """Whether a decimal answer of enough digits stands for an exact irrational value (``1.41421`` for ``\\sqrt{2}``)."""
     return (
         answer.place is not None
         and answer.significant >= DECIMAL_ANSWER_DIGITS
-        and abs(answer.value - Fraction(value)) < answer.place
+        and _rounded_or_cut(answer.value, answer.place, Fraction(value))
     )
+
+
+def _rounded_or_cut(written: Fraction, place: Fraction, exact: Fraction) -> bool:
+    """Whether ``written`` is ``exact`` rounded or cut (toward zero) at ``place``: ``0.666667`` and ``0.666666`` for 2/3."""
+    cut = exact - written if exact >= 0 else written - exact
+    return abs(exact - written) * 2 <= place or 0 <= cut < place

@@ -7,6 +7,7 @@ callable with TRL's reward signature ``f(completions, **kwargs) -> list[float | 
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import math
 from collections.abc import Callable
@@ -56,6 +57,26 @@ def _plain_builder(func: RewardFunc) -> RewardBuilder:
 def _configured(func: RewardFunc, **kwargs: Any) -> RewardFunc:
     """A plain reward with its configuration bound (a module-level function, so that builders pickle)."""
     return functools.partial(func, **kwargs) if kwargs else func
+
+
+def accepted_kwargs(name: str) -> frozenset[str]:
+    """The keyword arguments reward ``name`` is configured with (its builder's named parameters).
+
+    >>> import reward_funcs
+    >>> sorted(reward_funcs.accepted_kwargs("accuracy"))
+    ['batch_timeout', 'num_workers', 'timeout']
+    """
+    try:
+        builder = _BUILDERS[name]
+    except KeyError:
+        raise UnknownRewardError(f"unknown reward function {name!r}; known rewards: {', '.join(names())}") from None
+    target = builder.args[0] if isinstance(builder, functools.partial) and builder.func is _configured else builder
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    parameters = inspect.signature(target).parameters
+    configurable = [key for key, parameter in parameters.items() if parameter.kind in named]
+    if target is not builder:  # a plain reward: its first parameter is the completions, not configuration
+        configurable = configurable[1:]
+    return frozenset(configurable)
 
 
 def names() -> list[str]:

@@ -43,7 +43,7 @@ def test_unscorable_gold_keeps_the_answer_column_aligned() -> None:
     )
     assert scores == [1.0, None]
     recorder.assert_aligned(2)
-    assert dict(recorder.extra)["accuracy/answer"] == ["1", "1"]
+    assert dict(recorder.extra)["accuracy/answer"] == ["1", ""]  # a row without a usable gold is not judged
     assert dict(recorder.metrics) == {"accuracy/timeouts": 0.0}
 
 
