@@ -16,7 +16,8 @@ one per worker. Two levels of timeout per job: the worker interrupts its own wor
 alive; if no answer arrives within the full ``timeout`` the client kills it, scores 0.0 and starts a
 replacement at once. A batch may also have a deadline (``batch_timeout`` seconds from the call, waiting for
 the pool and worker start-up included): then the call returns by it, the jobs not finished are None
-(unfinished) and their workers are killed and replaced.
+(unfinished) and their workers are killed and replaced; and every job first gets a quick attempt
+(``QUICK_ATTEMPT_SECONDS``), the slow ones their full timeout only after all others were tried.
 
 The pool is started lazily, shared by all threads of a process (one call uses it at a time) and never
 shared across ``fork``: a child process forgets the parent's workers and starts its own. It is stopped at
@@ -46,6 +47,10 @@ STARTUP_TIMEOUT = 120.0  # seconds for a worker to import math-verify, generous 
 # the client kills it only when that did not work (stuck in one C call).
 SOFT_TIMEOUT_FRACTION = 0.8
 DEFAULT_NUM_WORKERS = max(1, min(4, os.cpu_count() or 1))
+# Under a batch deadline every job first gets this many seconds (its quick attempt); the jobs that need more
+# are tried again with the full timeout once every job has had its quick attempt, so that a few answers SymPy
+# grinds on cannot use up the deadline before the ordinary answers of the batch are judged.
+QUICK_ATTEMPT_SECONDS = 0.25
 _MAX_POLL_MS = 60_000
 _READ_SIZE = 1 << 16
 
@@ -102,6 +107,7 @@ class _WorkerProcess:
         self.start_deadline = time.monotonic() + STARTUP_TIMEOUT
         self.job: int | None = None  # index of the job it is working on
         self.job_deadline = math.inf
+        self.quick = False  # whether that job is a quick attempt
         self.request_fd = request_write
         self.reply_fd = reply_read
         os.set_blocking(self.request_fd, False)
@@ -195,28 +201,31 @@ class _Pool:
         """Each job's reply (None: unfinished at ``deadline``) and how many jobs ran out of time."""
         replies: list[dict[str, Any] | None] = [None] * len(jobs)
         pending = collections.deque(range(len(jobs)))
+        slow: collections.deque[int] = collections.deque()  # jobs whose quick attempt ran out of time
+        quick_first = deadline < math.inf and timeout * SOFT_TIMEOUT_FRACTION > QUICK_ATTEMPT_SECONDS
         timeouts = failures = 0
         size = max(1, min(size, len(jobs)))
         self._grow(size)
-        while pending or self._busy(size):
-            now = time.monotonic()
-            if now >= deadline:
+        while pending or slow or self._busy(size):
+            if time.monotonic() >= deadline:
                 break
             for slot in range(size):
                 worker = self._worker(slot)
-                if worker is None or not worker.ready or worker.job is not None or not pending:
+                if worker is None or not worker.ready or worker.job is not None or not (pending or slow):
                     continue
-                index = pending.popleft()
-                if self._start_job(worker, index, jobs[index], timeout, deadline):
+                quick = quick_first and bool(pending)
+                queue = pending if pending else slow
+                index = queue.popleft()
+                if self._start_job(worker, index, jobs[index], timeout, deadline, quick):
                     continue
-                pending.appendleft(index)
+                queue.appendleft(index)
                 failures += 1
                 if failures > 2 * size:
                     raise VerifierError("the math verification workers keep failing to accept jobs")
                 self._replace(slot)
             self._wait(size, deadline)
             for slot in range(size):
-                timeouts += self._collect(slot, replies)
+                timeouts += self._collect(slot, replies, slow)
         for slot in range(size):  # at the deadline: what is still running is abandoned with its worker
             worker = self._worker(slot)
             if worker is not None and worker.job is not None:
@@ -246,14 +255,17 @@ class _Pool:
         return any(worker is not None and worker.job is not None for worker in self.workers[:size])
 
     @staticmethod
-    def _start_job(worker: _WorkerProcess, index: int, job: dict[str, Any], timeout: float, deadline: float) -> bool:
-        message = {**job, "id": index, "soft_timeout": timeout * SOFT_TIMEOUT_FRACTION}
+    def _start_job(
+        worker: _WorkerProcess, index: int, job: dict[str, Any], timeout: float, deadline: float, quick: bool
+    ) -> bool:
+        soft_timeout = QUICK_ATTEMPT_SECONDS if quick else timeout * SOFT_TIMEOUT_FRACTION
+        message = {**job, "id": index, "soft_timeout": soft_timeout, "quick": quick}
         try:
             sent = worker.send(json.dumps(message).encode("ascii") + b"\n", min(time.monotonic() + timeout, deadline))
         except _WorkerGone:
             return False
         if sent:
-            worker.job, worker.job_deadline = index, time.monotonic() + timeout
+            worker.job, worker.job_deadline, worker.quick = index, time.monotonic() + timeout, quick
         return sent
 
     def _wait(self, size: int, deadline: float) -> None:
@@ -269,8 +281,12 @@ class _Pool:
         if remaining > 0:
             poller.poll(min(_MAX_POLL_MS, math.ceil(remaining * 1000)))
 
-    def _collect(self, slot: int, replies: list[dict[str, Any] | None]) -> int:
-        """Read what worker ``slot`` sent and enforce its deadlines; 1 if its job ran out of time (soft or hard)."""
+    def _collect(
+        self, slot: int, replies: list[dict[str, Any] | None], slow: collections.deque[int] | None = None
+    ) -> int:
+        """Read what worker ``slot`` sent and enforce its deadlines; 1 if its job ran out of time (soft or hard).
+
+        A quick attempt that ran out of time goes to ``slow``, to be tried again with the full timeout."""
         worker = self.workers[slot]
         if worker is None or (worker.ready and worker.job is None):
             return 0
@@ -285,9 +301,12 @@ class _Pool:
                 if message.get("ready") is True:
                     worker.ready = True
                 elif worker.job is not None and message.get("id") == worker.job:
-                    replies[worker.job] = message
+                    if worker.quick and message.get("timed_out") is True and slow is not None:
+                        slow.append(worker.job)
+                    else:
+                        replies[worker.job] = message
+                        timed_out += message.get("timed_out") is True
                     worker.job = None
-                    timed_out += message.get("timed_out") is True
         now = time.monotonic()
         if worker.job is not None and now >= worker.job_deadline:
             replies[worker.job] = {"score": 0.0, "answer": "", "timed_out": True}
@@ -325,7 +344,7 @@ class _Pool:
                 return False
             self._wait(size, deadline)
             for slot in range(size):
-                self._collect(slot, [])
+                self._collect(slot, [], None)
         return True
 
     def _replace(self, slot: int) -> None:

@@ -12,7 +12,8 @@ Protocol (one JSON object per line, ASCII):
   worker extracts the answer and judges it (:func:`reward_funcs._math_judge.judge_completion`) and replies
   ``{"id": n, "score": 1.0 | 0.0 | null, "answer": extracted answer, "timed_out": bool}``;
 - a pair job: ``{"id": n, "pair": [gold, prediction], "soft_timeout": seconds}``: plain math-verify
-  equivalence of two bare answers; the reply has no ``answer``.
+  equivalence of two bare answers; the reply has no ``answer``;
+- ``"quick": true`` in a job marks a first, short attempt that will be retried if it runs out of time.
 
 A null score means no gold could be read; ``timed_out`` that the soft timeout cut the job short (score 0.0,
 or null if it was the gold that could not be read in time).
@@ -71,6 +72,7 @@ class Verifier:
         self._extraction = [LatexExtractionConfig(), ExprExtractionConfig()]
         self._gold_cache: OrderedDict[str, tuple[Any, ...]] = OrderedDict()
         self._parsing_gold = False
+        self.quick_attempt = False  # a quick attempt's timeout does not mark a gold unparseable: it is tried again
 
     def score(self, gold: str, prediction: str, soft_timeout: float | None = None) -> float | None:
         """1.0 / 0.0, or None when the gold cannot be parsed; ``soft_timeout`` arms the timer (None: the caller did)."""
@@ -163,7 +165,8 @@ class Verifier:
         try:
             parsed = tuple(self.parse_answer(gold))
         except _SoftTimeout:
-            self._remember(gold, _UNPARSEABLE)  # a gold that cannot be read in time will not be next time either
+            if not self.quick_attempt:  # a gold that cannot be read in time will not be next time either
+                self._remember(gold, _UNPARSEABLE)
             raise
         self._parsing_gold = False
         self._remember(gold, parsed)
@@ -198,6 +201,7 @@ def _import_judging_modules() -> None:
 def answer(verifier: Verifier, request: dict[str, Any]) -> dict[str, Any]:
     """The reply to one job."""
     soft_timeout = float(request["soft_timeout"])
+    verifier.quick_attempt = request.get("quick") is True
     if "pair" in request:
         gold, prediction = request["pair"]
         score, timed_out = verifier.judge(gold, prediction, soft_timeout)

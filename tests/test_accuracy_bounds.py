@@ -28,13 +28,13 @@ def warm_pool() -> None:
 
 
 def adversarial_batch() -> tuple[list[str], list[str], list[float]]:
-    """64 completions, their golds and their right scores: ordinary answers first, then huge and deeply nested
-    ones, then 16 distinct answers SymPy grinds on (each scores 0 when judged at all)."""
-    rows = [(f"<answer>{k}</answer>", "7", float(k == 7)) for k in range(38)]
+    """64 completions, their golds and their right scores: 16 distinct answers SymPy grinds on (each scores 0
+    when judged at all), then ordinary answers, then huge and deeply nested ones."""
+    rows = [(gamma(k), "x+1", 0.0) for k in range(16)]
+    rows += [(f"<answer>{k}</answer>", "7", float(k == 7)) for k in range(38)]
     rows += [("<answer>1" + " ." * 200_000 + "</answer>", "1", 1.0)] * 4  # 400 KB: was 8 s of extraction
     rows += [("<answer>" + "\\text{" * 10_000 + "A" + "}" * 10_000 + "</answer>", "B", 0.0)] * 4
     rows += [(("so we get 12 apples " * 50_000) + "14", "14", 1.0)] * 2  # a megabyte of prose
-    rows += [(gamma(k), "x+1", 0.0) for k in range(16)]
     return [row[0] for row in rows], [row[1] for row in rows], [row[2] for row in rows]
 
 
@@ -47,7 +47,9 @@ def test_a_batch_of_anything_returns_by_its_deadline_with_the_rest_none() -> Non
     elapsed = time.monotonic() - started
     assert elapsed < 4.0 + MARGIN
     assert [score for score in scores if score is not None] == [r for r, s in zip(right, scores, strict=True) if s is not None]
-    assert scores[:38] == right[:38]  # the quick rows, queued first, were all judged
+    # every row had a quick attempt before the slow ones got their full timeout: the ordinary rows behind the
+    # 16 slow ones were all judged (the huge ones may need more than a quick attempt on a loaded machine)
+    assert scores[16:54] == right[16:54]
     assert metrics["accuracy/unfinished"] == sum(score is None for score in scores) > 0  # 16 x 4 s cannot fit
     assert _verify_client.start_workers(4, timeout=120)  # the workers killed at the deadline were replaced
 
