@@ -19,8 +19,10 @@ from hypothesis import strategies as st
 import reward_funcs
 import reward_funcs._math_closed_form
 import reward_funcs._math_extract
+import reward_funcs._math_judge
 import reward_funcs._math_local
 import reward_funcs._math_numbers
+import reward_funcs._math_text
 import reward_funcs._verify_client
 import reward_funcs._verify_worker
 import reward_funcs.accuracy
@@ -640,6 +642,8 @@ def test_extraction_never_raises(text: str) -> None:
         reward_funcs._math_numbers,
         reward_funcs._math_closed_form,
         reward_funcs._math_local,
+        reward_funcs._math_text,
+        reward_funcs._math_judge,
         reward_funcs._verify_client,
         reward_funcs._verify_worker,
     ],

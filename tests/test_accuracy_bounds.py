@@ -146,6 +146,15 @@ def test_recipe_fields_reach_every_reward_that_accepts_them() -> None:
     assert accuracy_reward(["<answer>7</answer>"], solution=["7"]) == [1.0]
 
 
+def test_reward_settings_examples() -> None:
+    import doctest
+
+    import r1_trl.configs
+
+    results = doctest.testmod(r1_trl.configs, optionflags=doctest.ELLIPSIS)
+    assert results.attempted >= 2 and results.failed == 0
+
+
 def test_default_recipe_bounds_every_batch() -> None:
     config = grpo()
     assert config.reward_batch_timeout is not None and config.reward_batch_timeout > 0
