@@ -192,11 +192,14 @@ def _last_dollar_span(text: str) -> tuple[int, str] | None:
 def completion_answer(text: str, *, choice: bool = False) -> str | None:
     r"""The final answer of a completion: ``<answer>`` content, else the last ``\boxed{}``, else the last number.
 
-    Inside ``<answer>`` tags a ``\boxed{}`` is unwrapped. With ``choice=True`` (the gold is a letter) the
+    Inside ``<answer>`` tags a ``\boxed{}`` is unwrapped; a tagged or boxed answer is cut to what follows its
+    last "the answer is" and loses a closing "is correct". With ``choice=True`` (the gold is a letter) the
     fallback looks for "answer is (B)" instead of a number.
 
     >>> completion_answer("<think>3*4=12, 2+12=14</think><answer>$14$</answer>")
     '14'
+    >>> completion_answer("<answer>12 is wrong, the answer is 14.</answer>"), completion_answer("<answer>7 is correct</answer>")
+    ('14', '7')
     >>> completion_answer(r"... hence \boxed{(1, 2)}")
     '(1, 2)'
     >>> completion_answer("So the answer is (C).", choice=True)

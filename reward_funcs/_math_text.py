@@ -10,7 +10,7 @@ import re
 _FORMATTING_COMMANDS = ("\\text", "\\textbf", "\\textit", "\\mathrm", "\\mathbf", "\\textrm", "\\mbox", "\\operatorname")
 _WORDS = re.compile(r"[A-Za-z][A-Za-z' -]*[A-Za-z]\.?")
 # Lone words that name mathematical objects: a gold made of one of these is mathematics, not text.
-_MATH_WORDS = frozenset({"pi", "e", "i", "oo", "inf", "infty", "infinity", "undefined"})
+_MATH_WORDS = frozenset({"pi", "e", "i", "oo", "inf", "infty", "infinity"})
 # fmt: off
 _NUMBER_WORDS = frozenset(
     {
