@@ -224,7 +224,10 @@ def completion_answer(text: str, *, choice: bool = False) -> str | None:
 def _final_statement(answer: str) -> str | None:
     """An answer without its delimiters, cut to what follows its last "the answer is" (if it has one), without a
     closing "is correct" / "is the answer"."""
-    answer = strip_math_delimiters(after_last_anchor(strip_math_delimiters(answer)))
+    statement = after_last_anchor(strip_math_delimiters(answer))
+    if statement is None:
+        return None  # "the answer is 5 or the answer is 6": several final answers
+    answer = strip_math_delimiters(statement)
     tail_start = max(0, len(answer) - _AFFIRMATION_TAIL)
     affirmation = _AFFIRMATION.search(answer, tail_start)
     if affirmation is not None and affirmation.start() > 0:
@@ -269,7 +272,10 @@ def predicted_choice(answer: str) -> str | None:
     >>> predicted_choice("B or C"), predicted_choice("A and D"), predicted_choice("B is wrong"), predicted_choice("a = 5")
     (None, None, None, None)
     """
-    text = strip_math_delimiters(after_last_anchor(without_formatting(answer)))
+    statement = after_last_anchor(without_formatting(answer))
+    if statement is None:
+        return None
+    text = strip_math_delimiters(statement)
     text = _OPTION_WORDS.sub("", text, count=1) if _OPTION_WORDS.match(text) else text
     for pattern in (_PAREN_LETTER, _MARKED_LETTER, _BARE_LETTER, _LETTER_THEN_TEXT):
         match = pattern.fullmatch(text)

@@ -21,6 +21,7 @@ _NUMBER_WORDS = frozenset(
     }
 )
 _ARTICLES = frozenset({"the", "a", "an"})
+_CONNECTIVES = frozenset({"so", "thus", "hence", "therefore", "and", "or", "but", "again", "then", "i", "think", "yes"})
 # fmt: on
 _NEGATION = re.compile(
     r"(?<![A-Za-z])(?:not|isn't|isnt|aren't|wasn't|cannot|can't|never|no|neither|nor|wrong|incorrect|false)"
@@ -81,18 +82,34 @@ def _formatting_command_at(text: str, index: int) -> str | None:
     return None
 
 
-def after_last_anchor(text: str) -> str:
-    """What follows the last "the answer is" / "Answer:" in ``text`` (all of ``text`` without one).
+def after_last_anchor(text: str) -> str | None:
+    """What follows the last "the answer is" / "Answer:" in ``text`` (all of ``text`` without one); None when an
+    earlier "the answer is" states a different answer that is not retracted (several final answers).
 
     >>> after_last_anchor("B is wrong, the answer is C"), after_last_anchor("Final answer: 14."), after_last_anchor("14")
     ('C', '14.', '14')
+    >>> after_last_anchor("the answer is 5 or the answer is 6") is None
+    True
+    >>> after_last_anchor("The answer is 5. So the answer is 5."), after_last_anchor("The answer is B. No, the answer is C")
+    ('5.', 'C')
     """
-    last = None
-    for last in _ANCHOR.finditer(text):  # noqa: B007 - we want the last one
-        pass
-    if last is None or last.end() == len(text):
+    anchors = list(_ANCHOR.finditer(text))
+    if not anchors or anchors[-1].end() == len(text):
         return text
-    return text[last.end() :]
+    final = text[anchors[-1].end() :]
+    for earlier, later in zip(anchors, anchors[1:], strict=False):
+        statement = text[earlier.end() : later.start()]
+        if not is_negated(statement) and _statement_key(statement) != _statement_key(final):
+            return None
+    return final
+
+
+def _statement_key(statement: str) -> str:
+    """A stated answer without spacing, punctuation and the connecting words around it ("5. So" is "5")."""
+    words = statement.replace("$", " ").split()
+    while words and words[-1].strip(".,;:!").lower() in _CONNECTIVES:
+        words.pop()
+    return "".join(words).strip(".,;:!")
 
 
 def is_word_answer(text: str) -> bool:
