@@ -28,9 +28,9 @@ _MARKED_LETTER = re.compile(r"([A-Ja-j])[.:)](?P<rest>(?:\s.*)?)", re.DOTALL)
 _BARE_LETTER = re.compile(r"([A-Ja-j])")
 _LETTER_THEN_TEXT = re.compile(r"([A-J])\s+(?P<rest>.*)", re.DOTALL)
 _OPTION_WORDS = re.compile(r"(?:(?:the\s+)?(?:correct\s+)?(?:option|choice)\s*(?:is\s*)?:?\s*)", re.IGNORECASE)
-# Another option named after the first: "B or C", "A and D", "(A), (C)", "A/B".
+# Another option named after the first: "B or C", "A and D", "(A), (C)", "A/B", "A) 12 B) 13".
 _ANOTHER_LETTER = re.compile(
-    r"\(\s*([A-Ja-j])\s*\)|(?:\b(?:or|and)\s+|[,/&;]\s*)\(?([A-J])\)?(?![A-Za-z])"
+    r"\(\s*([A-Ja-j])\s*\)|(?:\b(?:or|and)\s+|[,/&;]\s*)\(?([A-J])\)?(?![A-Za-z])|(?<![A-Za-z\\])([A-J])[.:)](?!\S)"
 )
 # "7 is correct", "7 is the answer", "7 is the final answer": the answer is 7 ("7 is not correct" is not matched).
 _AFFIRMATION = re.compile(
@@ -271,6 +271,8 @@ def predicted_choice(answer: str) -> str | None:
     ('B', 'B', 'C', True)
     >>> predicted_choice("B or C"), predicted_choice("A and D"), predicted_choice("B is wrong"), predicted_choice("a = 5")
     (None, None, None, None)
+    >>> predicted_choice("A) 12 B) 13 C) 14"), predicted_choice("(A) A triangle.")
+    (None, 'A')
     """
     statement = after_last_anchor(without_formatting(answer))
     if statement is None:
@@ -283,7 +285,7 @@ def predicted_choice(answer: str) -> str | None:
             continue
         letter = match.group(1).upper()
         rest = match.groupdict().get("rest") or ""
-        others = {(named[0] or named[1]).upper() for named in _ANOTHER_LETTER.findall(rest)}
+        others = {"".join(named).upper() for named in _ANOTHER_LETTER.findall(rest)}
         if others - {letter} or is_negated(rest):
             return None
         return letter
