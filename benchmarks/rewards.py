@@ -1,6 +1,18 @@
-"""Benchmark the ``accuracy`` reward against naive math-verify on a realistic, labelled mix of completions.
+"""Benchmark the ``accuracy`` reward against naive math-verify: agreement and speed.
 
     python benchmarks/rewards.py [--n 3000] [--seed 0] [--timeout 5] [--group-size 8] [--pathological 3]
+                                 [--big-batch 512] [--repeats 3] [--num-workers N]
+
+Three parts, in one run:
+
+1. Agreement per class on the hand-labelled gold/answer pairs of ``tests/fixtures/accuracy_pairs.jsonl``
+   (several answers, negations, units, precision, words, unreadable golds, multiple choice, clock times,
+   right answers math-verify misses, ordinary mathematics), this reward beside plain math-verify
+   (``math_verify.parse`` of the gold and of the completion, then ``verify``).
+2. A generated, labelled mix of GRPO-like completions, scored group by group (below).
+3. Throughput on one batch of ``--big-batch`` long completions (reasoning of 2-5 KB before the answer, no
+   pathological answer), as a training step scores them: the median over ``--repeats`` runs of one call of
+   the reward against the plain math-verify loop.
 
 The mix imitates GRPO batches: prompts with a gold answer, ``--group-size`` completions each (R1
 ``<answer>`` tags, ``\\boxed{}`` answers and plain "the answer is ..." endings), mostly plain numbers and
@@ -17,9 +29,11 @@ then ``verify``, per completion, on the main thread so that math-verify's own ti
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import random
+import statistics
 import sys
 import time
 from collections import Counter, defaultdict
@@ -35,6 +49,7 @@ import reward_funcs.accuracy  # noqa: E402,F401 - registers "accuracy"
 from reward_funcs import _verify_client, get  # noqa: E402
 
 Label = float | None
+PAIRS_FILE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "accuracy_pairs.jsonl"
 
 
 @dataclass(frozen=True)
@@ -206,9 +221,9 @@ WORDS = [
 ]
 
 
-def reasoning(rng: random.Random) -> str:
+def reasoning(rng: random.Random, sentences_range: tuple[int, int] = (1, 6)) -> str:
     sentences = []
-    for _ in range(rng.randint(1, 6)):
+    for _ in range(rng.randint(*sentences_range)):
         a, b = rng.randint(2, 300), rng.randint(2, 300)
         words = " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 12)))
         sentences.append(
@@ -219,16 +234,18 @@ def reasoning(rng: random.Random) -> str:
     return " ".join(sentences)
 
 
-def completion_text(rng: random.Random, answer: str) -> str:
+def completion_text(rng: random.Random, answer: str, sentences: tuple[int, int] = (1, 6)) -> str:
     style = rng.random()
     if style < 0.6:
-        return f"<think>{reasoning(rng)}</think>\n<answer>{answer}</answer>"
+        return f"<think>{reasoning(rng, sentences)}</think>\n<answer>{answer}</answer>"
     if style < 0.9:
-        return f"{reasoning(rng)}\nTherefore, the final answer is $\\boxed{{{answer}}}$."
-    return f"{reasoning(rng)}\nSo the answer is ${answer}$."
+        return f"{reasoning(rng, sentences)}\nTherefore, the final answer is $\\boxed{{{answer}}}$."
+    return f"{reasoning(rng, sentences)}\nSo the answer is ${answer}$."
 
 
-def make_mix(n: int, group_size: int, pathological: int, seed: int) -> list[Sample]:
+def make_mix(
+    n: int, group_size: int, pathological: int, seed: int, sentences: tuple[int, int] = (1, 6)
+) -> list[Sample]:
     rng = random.Random(seed)
     makers, weights = zip(*CATEGORY_WEIGHTS, strict=True)
     samples: list[Sample] = []
@@ -241,9 +258,9 @@ def make_mix(n: int, group_size: int, pathological: int, seed: int) -> list[Samp
             is_correct = rng.random() < p_correct
             answer = rng.choice(problem.correct if is_correct else problem.wrong)
             if rng.random() < 0.03:  # generation cut off before any final answer
-                text, is_correct = f"<think>{reasoning(rng)} {' '.join(rng.choices(WORDS, k=5))}", False
+                text, is_correct = f"<think>{reasoning(rng, sentences)} {' '.join(rng.choices(WORDS, k=5))}", False
             else:
-                text = completion_text(rng, answer)
+                text = completion_text(rng, answer, sentences)
             label: Label = None if unparseable else float(is_correct)
             samples.append(Sample(gold, text, label, "unparseable gold" if unparseable else problem.category))
     for number, index in enumerate(rng.sample(range(len(samples)), min(pathological, len(samples)))):
@@ -258,11 +275,11 @@ def make_mix(n: int, group_size: int, pathological: int, seed: int) -> list[Samp
 
 
 def score_with_accuracy(
-    samples: list[Sample], group_size: int, timeout: float
+    samples: list[Sample], group_size: int, timeout: float, num_workers: int | None = None
 ) -> tuple[list[Label], list[float], int]:
     """Scores; the seconds of each call, all on its pathological completion if it has one, else spread
     evenly; and how many answers ran out of time."""
-    reward = get("accuracy", timeout=timeout)
+    reward = get("accuracy", timeout=timeout, num_workers=num_workers)
     scores: list[Label] = []
     seconds: list[float] = []
     timeouts: list[float] = []
@@ -296,6 +313,54 @@ def score_with_naive_math_verify(samples: list[Sample]) -> tuple[list[Label], li
     return scores, seconds
 
 
+def pair_agreement(timeout: float, num_workers: int | None) -> None:
+    """Part 1: agreement per class on the labelled pairs, this reward beside plain math-verify."""
+    pairs = [json.loads(line) for line in PAIRS_FILE.read_text().splitlines() if line.strip()]
+    # The layout math-verify is made for (a boxed answer in math mode): its best case.
+    completions = [f"The final answer is $\\boxed{{{pair['answer']}}}$." for pair in pairs]
+    ours = get("accuracy", timeout=timeout, num_workers=num_workers)(completions, solution=[p["gold"] for p in pairs])
+    naive = []
+    for pair, completion in zip(pairs, completions, strict=True):
+        gold = parse(f"${pair['gold']}$")  # golds are bare LaTeX: in math mode, math-verify reads them best
+        naive.append(float(verify(gold, parse(completion))) if gold else None)
+    classes: dict[str, list[int]] = defaultdict(list)
+    for index, pair in enumerate(pairs):
+        classes[pair["class"]].append(index)
+    print(f"agreement with the expected score, {len(pairs)} labelled pairs ({PAIRS_FILE.name}), answers boxed")
+    print(f"{'class':24}{'pairs':>6}{'accuracy':>12}{'plain math-verify':>20}")
+
+    def share(scores: list[Label], indices: list[int]) -> float:
+        return sum(scores[i] == pairs[i]["expected"] for i in indices) / len(indices)
+
+    for name, indices in sorted(classes.items()):
+        print(f"{name:24}{len(indices):>6}{share(ours, indices):>12.1%}{share(naive, indices):>20.1%}")
+    everything = list(range(len(pairs)))
+    print(f"{'all':24}{len(pairs):>6}{share(ours, everything):>12.1%}{share(naive, everything):>20.1%}\n")
+
+
+def big_batch_throughput(
+    size: int, repeats: int, seed: int, timeout: float, num_workers: int | None, batch_timeout: float | None
+) -> None:
+    """Part 3: one call of the reward on ``size`` long completions against the plain math-verify loop."""
+    samples = make_mix(size, size, 0, seed, sentences=(30, 60))
+    reward = get("accuracy", timeout=timeout, num_workers=num_workers, batch_timeout=batch_timeout)
+    chars = statistics.mean(len(sample.completion) for sample in samples)
+    ours_seconds, naive_seconds = [], []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        ours = reward([s.completion for s in samples], solution=[s.gold for s in samples])
+        ours_seconds.append(time.perf_counter() - began)
+        began = time.perf_counter()
+        naive, _ = score_with_naive_math_verify(samples)
+        naive_seconds.append(time.perf_counter() - began)
+    ours_median, naive_median = statistics.median(ours_seconds), statistics.median(naive_seconds)
+    print(f"\none batch of {size} long completions (mean {chars:.0f} characters), median of {repeats} runs, "
+          f"batch_timeout {batch_timeout}:")
+    print(f"  accuracy {ours_median:.2f} s (agreement {agreement(ours, samples):.1%}), plain math-verify "
+          f"{naive_median:.2f} s (agreement {agreement(naive, samples):.1%})")
+    print(f"  throughput ratio (accuracy / plain math-verify): {naive_median / ours_median:.2f}x")
+
+
 def agreement(scores: list[Label], samples: list[Sample]) -> float:
     return sum(score == sample.label for score, sample in zip(scores, samples, strict=True)) / len(samples)
 
@@ -310,10 +375,18 @@ def main() -> None:
         "--timeout", type=float, default=reward_funcs.accuracy.DEFAULT_TIMEOUT, help="accuracy's timeout"
     )
     parser.add_argument("--by-category", action="store_true", help="also print agreement per answer category")
+    parser.add_argument("--big-batch", type=int, default=512, help="completions in the one-batch throughput run")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of the one-batch throughput measure")
+    parser.add_argument("--num-workers", type=int, default=None, help="accuracy's worker processes (default: its own)")
+    parser.add_argument("--batch-timeout", type=float, default=60.0,
+                        help="accuracy's batch bound in the one-batch run (the GRPO recipe default; 0: none)")
     args = parser.parse_args()
     if args.n < 1 or args.group_size < 1 or args.pathological < 0:
         parser.error("--n and --group-size must be positive, --pathological non-negative")
     logging.getLogger("math_verify").setLevel(logging.ERROR)  # the baseline's timeout warnings
+
+    _verify_client.start_workers(args.num_workers or _verify_client.DEFAULT_NUM_WORKERS)
+    pair_agreement(args.timeout, args.num_workers)
 
     samples = make_mix(args.n, args.group_size, args.pathological, args.seed)
     counts = Counter(sample.category for sample in samples)
@@ -324,7 +397,7 @@ def main() -> None:
 
     _verify_client.shutdown()  # measure from a cold worker: its start-up is part of our cost
     began = time.perf_counter()
-    ours, ours_seconds, ours_timeouts = score_with_accuracy(samples, args.group_size, args.timeout)
+    ours, ours_seconds, ours_timeouts = score_with_accuracy(samples, args.group_size, args.timeout, args.num_workers)
     ours_total = time.perf_counter() - began
     began = time.perf_counter()
     naive, naive_seconds = score_with_naive_math_verify(samples)
@@ -368,6 +441,9 @@ def main() -> None:
             ours_subset = agreement([ours[i] for i in indices], subset)
             naive_subset = agreement([naive[i] for i in indices], subset)
             print(f"{category:40}{ours_subset:>12.1%}{naive_subset:>20.1%}{len(indices):>8}")
+    if args.big_batch > 0 and args.repeats > 0:
+        big_batch_throughput(args.big_batch, args.repeats, args.seed + 1, args.timeout, args.num_workers,
+                             args.batch_timeout or None)
 
 
 if __name__ == "__main__":

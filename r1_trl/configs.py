@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,10 @@ from r1_trl.data.templates import TEMPLATES
 from r1_trl.targets import current_target, expects_gpu, planned_num_processes
 
 TINY_MODEL = "tiny"
+
+
+# Seconds a reward call may take on one training batch (64 completions of any content return within it).
+DEFAULT_REWARD_BATCH_TIMEOUT = 60.0
 
 
 class RecipeError(ValueError):
@@ -213,6 +218,25 @@ PUSH_TO_HUB_HELP = (
 )
 
 
+def reward_settings(
+    name: str, reward_kwargs: dict[str, Any] | None, batch_timeout: float | None, num_workers: int | None
+) -> dict[str, Any]:
+    """The keyword arguments reward ``name`` is built with: its ``reward_kwargs`` entry, plus the recipe's batch
+    bound and worker count if it accepts them (``batch_timeout``, ``num_workers``); ``reward_kwargs`` wins.
+
+    >>> reward_settings("accuracy", {"accuracy": {"timeout": 2}}, 30.0, None)
+    {'timeout': 2, 'batch_timeout': 30.0, 'num_workers': None}
+    >>> reward_settings("format", None, 30.0, 4)
+    {}
+    """
+    settings = dict((reward_kwargs or {}).get(name, {}))
+    accepted = reward_funcs.accepted_kwargs(name)
+    for key, value in (("batch_timeout", batch_timeout), ("num_workers", num_workers)):
+        if key in accepted:
+            settings.setdefault(key, value)
+    return settings
+
+
 @dataclass
 class R1GRPOConfig(R1StageArguments, GRPOConfig):
     """GRPO stage recipe: GRPOConfig + reward names resolved through ``reward_funcs`` + stage fields."""
@@ -239,6 +263,18 @@ class R1GRPOConfig(R1StageArguments, GRPOConfig):
     dynamic_sampling_max_rounds: int = field(
         default=4, metadata={"help": "Cap on extra generation rounds per batch for dynamic sampling."}
     )
+    reward_batch_timeout: float | None = field(
+        default=DEFAULT_REWARD_BATCH_TIMEOUT,
+        metadata={"help": "Seconds one call of a reward may take on a batch, passed as `batch_timeout` to every "
+                  "reward that accepts it (accuracy, length, cosine_scaled, code, binary_code): the call returns "
+                  "by then, rows not judged in time score None and are counted in `<reward>/unfinished`. "
+                  "None: no bound per batch (each completion is still bounded by the reward's own timeout)."},
+    )
+    reward_num_workers: int | None = field(
+        default=None,
+        metadata={"help": "Worker processes that judge a batch in parallel, passed as `num_workers` to every "
+                  "reward that accepts it; None: each reward's default (a few, by CPU count)."},
+    )
 
     def __post_init__(self) -> None:
         self.cpu_defaults()
@@ -249,12 +285,27 @@ class R1GRPOConfig(R1StageArguments, GRPOConfig):
             raise RecipeError("use_vllm: vLLM is requested but not installed (pip install 'r1-trl[vllm]', GPU only)")
         if self.dynamic_sampling_max_rounds < 0:
             raise RecipeError("dynamic_sampling_max_rounds: must be >= 0")
+        self._validate_reward_pool()
         try:
             super().__post_init__()
         except RecipeError:
             raise
         except ValueError as error:  # TRL's own checks (batch divisibility, num_generations, ...)
             raise RecipeError(str(error)) from None
+
+    def _validate_reward_pool(self) -> None:
+        timeout = self.reward_batch_timeout
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout < math.inf
+        ):
+            raise RecipeError(f"reward_batch_timeout: must be a positive number of seconds or None, got {timeout!r}")
+        workers = self.reward_num_workers
+        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+            raise RecipeError(f"reward_num_workers: must be a positive integer or None, got {workers!r}")
+
+    def reward_settings(self, name: str) -> dict[str, Any]:
+        """The keyword arguments reward ``name`` is built with (see :func:`reward_settings`)."""
+        return reward_settings(name, self.reward_kwargs, self.reward_batch_timeout, self.reward_num_workers)
 
     def _validate_rewards(self) -> None:
         if not self.reward_funcs:

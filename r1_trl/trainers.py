@@ -13,7 +13,7 @@ from trl.trainer.utils import RepeatSampler
 
 import reward_funcs
 from r1_trl.adapters import apply_quantization, peft_config
-from r1_trl.configs import R1GRPOConfig, R1SFTConfig
+from r1_trl.configs import R1GRPOConfig, R1SFTConfig, reward_settings
 from r1_trl.console import use_compact_console
 
 logger = logging.getLogger(__name__)
@@ -54,10 +54,15 @@ class R1TrainerMixin:
         super().log(logs, start_time)  # type: ignore[misc]
 
 
-def build_reward_funcs(names: list[str], reward_kwargs: dict[str, dict[str, Any]] | None = None) -> list:
-    """Registry names -> guarded reward callables, each configured by its entry in ``reward_kwargs``."""
-    reward_kwargs = reward_kwargs or {}
-    return [reward_funcs.get(name, **reward_kwargs.get(name, {})) for name in names]
+def build_reward_funcs(
+    names: list[str],
+    reward_kwargs: dict[str, dict[str, Any]] | None = None,
+    batch_timeout: float | None = None,
+    num_workers: int | None = None,
+) -> list:
+    """Registry names -> guarded reward callables, each configured by its entry in ``reward_kwargs`` and, if it
+    accepts them, the recipe's ``batch_timeout`` and ``num_workers`` (see :func:`r1_trl.configs.reward_settings`)."""
+    return [reward_funcs.get(name, **reward_settings(name, reward_kwargs, batch_timeout, num_workers)) for name in names]
 
 
 class R1GRPOTrainer(R1TrainerMixin, GRPOTrainer):
@@ -96,7 +101,9 @@ class R1GRPOTrainer(R1TrainerMixin, GRPOTrainer):
 
     def __init__(self, model: Any, args: R1GRPOConfig, reward_funcs: list | None = None, **kwargs: Any) -> None:
         if reward_funcs is None:
-            reward_funcs = build_reward_funcs(args.reward_funcs, args.reward_kwargs)
+            reward_funcs = build_reward_funcs(
+                args.reward_funcs, args.reward_kwargs, args.reward_batch_timeout, args.reward_num_workers
+            )
         apply_quantization(args)
         kwargs.setdefault("peft_config", peft_config(args))
         self._last_rewards_per_func: torch.Tensor | None = None

@@ -21,6 +21,7 @@ from reward_funcs import (  # noqa: F401
 from reward_funcs.registry import (
     RewardFunc,
     UnknownRewardError,
+    accepted_kwargs,
     check,
     get,
     guarded,
@@ -29,4 +30,4 @@ from reward_funcs.registry import (
     register,
 )
 
-__all__ = ["RewardFunc", "UnknownRewardError", "check", "get", "guarded", "is_import_path", "names", "register"]
+__all__ = ["RewardFunc", "UnknownRewardError", "accepted_kwargs", "check", "get", "guarded", "is_import_path", "names", "register"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from decimal import Context, Decimal
 from fractions import Fraction
 
 _MAX_LENGTH = 200
@@ -22,6 +23,8 @@ _MAX_BITS = 2048
 _HUGE_LOG2 = 8192
 _SMALL_LOG2 = 64
 
+_PI = Decimal("3.14159265358979323846264338327950288419716939937510582097494459")
+_DIGITS = Context(prec=50)
 _TOWER_LEVEL = re.compile(r"\s*(\d+)\s*(?:\^\s*(?:\{|(\d)(?!\d)))?")
 _TOKEN = re.compile(r"\s*(\\[A-Za-z]+|\\[,;:! ]|\d+|[-+*/^(){}])")
 _SPACING = frozenset({"\\,", "\\;", "\\:", "\\!", "\\ ", "\\left", "\\right", "\\displaystyle"})
@@ -88,6 +91,21 @@ class ClosedForm:
         if set(self.terms) == {(1, 0)}:
             return self.terms[(1, 0)]
         return None
+
+    def approximate(self) -> Fraction:
+        """The value to 50 significant digits (exactly when it is rational).
+
+        >>> float(closed_form(r"2\\sqrt{2} + \\pi").approximate())
+        5.970019778335983
+        """
+        rational = self.rational_value()
+        if rational is not None:
+            return rational
+        total = Decimal(0)
+        for (radicand, pi_power), coefficient in self.terms.items():
+            term = _DIGITS.sqrt(Decimal(radicand)) * _DIGITS.power(_PI, pi_power)
+            total = _DIGITS.add(total, _DIGITS.multiply(term, _DIGITS.divide(coefficient.numerator, coefficient.denominator)))
+        return Fraction(total)
 
     def too_big(self) -> bool:
         return len(self.terms) > _MAX_TERMS or any(

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+from reward_funcs._math_text import after_last_anchor, is_negated, without_formatting
+
 _ANSWER_OPEN = re.compile(r"<answer\s*>", re.IGNORECASE)
 _ANSWER_CLOSE = re.compile(r"</answer\s*>", re.IGNORECASE)
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
@@ -19,13 +21,23 @@ _UNESCAPED_DOLLAR = re.compile(r"(?<!\\)\$\$?")
 _PAREN_CLOSE = re.compile(r"\\\)")
 _BRACKET_CLOSE = re.compile(r"\\\]")
 
-_FORMATTING_WRAPPER = re.compile(r"\\(?:text|textbf|mathrm|mathbf|textrm|mbox)\s*\{([^{}]*)\}")
-_GOLD_CHOICE = re.compile(r"\(?([A-J])\)?")
-_PREDICTED_CHOICE = re.compile(
-    r"(?:(?:the\s+)?(?:correct\s+)?(?:answer|option|choice)(?:\s+is)?\s*:?\s*)?"
-    r"\(?(?P<letter>[A-Ja-j])\)?(?P<rest>[.:)]?|[.:)]\s+.*|\s+.*)",
-    re.IGNORECASE | re.DOTALL,
+_GOLD_CHOICE = re.compile(r"\(?([A-J])\)?\.?|\(([A-J])\)\s+\S.*|([A-J])\)\s+\S.*", re.DOTALL)
+# A letter that picks an option: "(b)", "B", "B) 42", "c) 7", "(A) twelve", "B because ...".
+_PAREN_LETTER = re.compile(r"\(\s*([A-Ja-j])\s*\)(?P<rest>.*)", re.DOTALL)
+_MARKED_LETTER = re.compile(r"([A-Ja-j])[.:)](?P<rest>(?:\s.*)?)", re.DOTALL)
+_BARE_LETTER = re.compile(r"([A-Ja-j])")
+_LETTER_THEN_TEXT = re.compile(r"([A-J])\s+(?P<rest>.*)", re.DOTALL)
+_OPTION_WORDS = re.compile(r"(?:(?:the\s+)?(?:correct\s+)?(?:option|choice)\s*(?:is\s*)?:?\s*)", re.IGNORECASE)
+# Another option named after the first: "B or C", "A and D", "(A), (C)", "A/B", "A) 12 B) 13".
+_ANOTHER_LETTER = re.compile(
+    r"\(\s*([A-Ja-j])\s*\)|(?:\b(?:or|and)\s+|[,/&;]\s*)\(?([A-J])\)?(?![A-Za-z])|(?<![A-Za-z\\])([A-J])[.:)](?!\S)"
 )
+# "7 is correct", "7 is the answer", "7 is the final answer": the answer is 7 ("7 is not correct" is not matched).
+_AFFIRMATION = re.compile(
+    r"\s+(?:is|would\s+be)\s+(?:(?:the\s+)?(?:correct|right|final)(?:\s+answer)?|the\s+answer)\s*[.!]?\s*\Z",
+    re.IGNORECASE,
+)
+_AFFIRMATION_TAIL = 48  # characters: the affirmation is searched for at the end only (linear time)
 _ANCHORED_CHOICE = re.compile(
     r"(?:answer|option|choice)(?:\s+is)?\s*:?\s*\(?([A-J])\)?(?![A-Za-z])", re.IGNORECASE
 )
@@ -104,29 +116,36 @@ def _box_argument(text: str, position: int) -> str | None:
 def strip_math_delimiters(answer: str) -> str:
     r"""Remove what surrounds a bare answer: whitespace, a final full stop, ``$...$``, ``\(...\)``, ``\[...\]``.
 
+    Linear in the length of ``answer`` (it moves two indices instead of copying the text per step).
+
     >>> strip_math_delimiters(r" $\frac{1}{3}$. ")
     '\\frac{1}{3}'
-    >>> strip_math_delimiters(r"\(x = 3\)")
-    'x = 3'
+    >>> strip_math_delimiters(r"\(x = 3\)"), strip_math_delimiters("1" + " ." * 5)
+    ('x = 3', '1')
     """
-    previous = None
-    while answer != previous:
-        previous = answer
-        answer = answer.strip()
-        if answer.endswith(".") and not answer.endswith(".."):
-            answer = answer[:-1].rstrip()
+    start, end = 0, len(answer)
+    while True:
+        before = (start, end)
+        while start < end and answer[start].isspace():
+            start += 1
+        while end > start and answer[end - 1].isspace():
+            end -= 1
+        if end > start and answer[end - 1] == "." and not (end - 2 >= start and answer[end - 2] == "."):
+            end -= 1
+            continue
         for opener, closer in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
-            inner = answer[len(opener) : len(answer) - len(closer)]
+            inner_start, inner_end = start + len(opener), end - len(closer)
             if (
-                len(answer) >= len(opener) + len(closer)
-                and answer.startswith(opener)
-                and answer.endswith(closer)
-                and opener not in inner
-                and not inner.endswith("\\")
+                inner_end >= inner_start
+                and answer.startswith(opener, start)
+                and answer.endswith(closer, inner_start, end)
+                and answer.find(opener, inner_start, inner_end) < 0
+                and not (inner_end > inner_start and answer[inner_end - 1] == "\\")
             ):
-                answer = inner
+                start, end = inner_start, inner_end
                 break
-    return answer
+        if (start, end) == before:
+            return answer[start:end]
 
 
 def last_number_or_math(text: str) -> str | None:
@@ -173,11 +192,14 @@ def _last_dollar_span(text: str) -> tuple[int, str] | None:
 def completion_answer(text: str, *, choice: bool = False) -> str | None:
     r"""The final answer of a completion: ``<answer>`` content, else the last ``\boxed{}``, else the last number.
 
-    Inside ``<answer>`` tags a ``\boxed{}`` is unwrapped. With ``choice=True`` (the gold is a letter) the
+    Inside ``<answer>`` tags a ``\boxed{}`` is unwrapped; a tagged or boxed answer is cut to what follows its
+    last "the answer is" and loses a closing "is correct". With ``choice=True`` (the gold is a letter) the
     fallback looks for "answer is (B)" instead of a number.
 
     >>> completion_answer("<think>3*4=12, 2+12=14</think><answer>$14$</answer>")
     '14'
+    >>> completion_answer("<answer>12 is wrong, the answer is 14.</answer>"), completion_answer("<answer>7 is correct</answer>")
+    ('14', '7')
     >>> completion_answer(r"... hence \boxed{(1, 2)}")
     '(1, 2)'
     >>> completion_answer("So the answer is (C).", choice=True)
@@ -186,11 +208,10 @@ def completion_answer(text: str, *, choice: bool = False) -> str | None:
     tagged = answer_tag_content(text)
     if tagged is not None:
         boxed_inside = last_boxed_content(tagged)
-        answer = strip_math_delimiters(boxed_inside if boxed_inside is not None else tagged)
-        return answer or None
+        return _final_statement(boxed_inside if boxed_inside is not None else tagged)
     boxed = last_boxed_content(text)
     if boxed is not None:
-        return strip_math_delimiters(boxed) or None
+        return _final_statement(boxed)
     if choice:
         anchored = None
         for anchored in _ANCHORED_CHOICE.finditer(text):  # noqa: B007
@@ -198,6 +219,20 @@ def completion_answer(text: str, *, choice: bool = False) -> str | None:
         if anchored is not None:
             return anchored.group(1).upper()
     return last_number_or_math(text)
+
+
+def _final_statement(answer: str) -> str | None:
+    """An answer without its delimiters, cut to what follows its last "the answer is" (if it has one), without a
+    closing "is correct" / "is the answer"."""
+    statement = after_last_anchor(strip_math_delimiters(answer))
+    if statement is None:
+        return None  # "the answer is 5 or the answer is 6": several final answers
+    answer = strip_math_delimiters(statement)
+    tail_start = max(0, len(answer) - _AFFIRMATION_TAIL)
+    affirmation = _AFFIRMATION.search(answer, tail_start)
+    if affirmation is not None and affirmation.start() > 0:
+        answer = strip_math_delimiters(answer[: affirmation.start()])
+    return answer or None
 
 
 def gold_answer(solution: str) -> str:
@@ -212,41 +247,46 @@ def gold_answer(solution: str) -> str:
     """
     boxed = last_boxed_content(solution)
     if boxed is not None:
-        return strip_math_delimiters(boxed)
+        return _final_statement(boxed) or ""
     marker = solution.rfind("####")
     if marker >= 0:
-        return strip_math_delimiters(solution[marker + 4 :])
-    return strip_math_delimiters(solution)
-
-
-def _without_formatting(answer: str) -> str:
-    previous = None
-    while answer != previous:
-        previous = answer
-        answer = _FORMATTING_WRAPPER.sub(r"\1", answer)
-    return answer.replace("**", "").strip()
+        return _final_statement(solution[marker + 4 :]) or ""
+    return _final_statement(solution) or ""
 
 
 def gold_choice(answer: str) -> str | None:
-    r"""The letter of a multiple-choice gold answer (``B``, ``(B)``, ``\text{(B)}``), or None.
+    r"""The letter of a multiple-choice gold answer (``B``, ``(B)``, ``\text{(B)}``, ``(A) 12``), or None.
 
-    >>> gold_choice(r"\text{(B)}"), gold_choice("x") is None
-    ('B', True)
+    >>> gold_choice(r"\text{(B)}"), gold_choice("(A) 12"), gold_choice("x") is None, gold_choice("A B") is None
+    ('B', 'A', True, True)
     """
-    match = _GOLD_CHOICE.fullmatch(_without_formatting(answer))
-    return match.group(1) if match else None
+    match = _GOLD_CHOICE.fullmatch(without_formatting(answer))
+    return next(letter for letter in match.groups() if letter) if match else None
 
 
 def predicted_choice(answer: str) -> str | None:
-    """The letter a predicted answer picks (``B``, ``(b)``, ``B) 42``, ``Answer: B``), upper-cased, or None.
+    """The one letter a predicted answer picks, upper-cased; None when it picks none, several, or negates it.
 
-    >>> predicted_choice("(b)"), predicted_choice("B) 42"), predicted_choice("42") is None
-    ('B', 'B', True)
+    >>> predicted_choice("(b)"), predicted_choice("B) 42"), predicted_choice("c) 7"), predicted_choice("42") is None
+    ('B', 'B', 'C', True)
+    >>> predicted_choice("B or C"), predicted_choice("A and D"), predicted_choice("B is wrong"), predicted_choice("a = 5")
+    (None, None, None, None)
+    >>> predicted_choice("A) 12 B) 13 C) 14"), predicted_choice("(A) A triangle.")
+    (None, 'A')
     """
-    match = _PREDICTED_CHOICE.fullmatch(_without_formatting(answer))
-    if match is None:
+    statement = after_last_anchor(without_formatting(answer))
+    if statement is None:
         return None
-    letter = match.group("letter")
-    if letter.islower() and match.group("rest").strip(" .:)"):
-        return None  # "a = 5" names a variable; only a lone lower-case letter counts as a choice
-    return letter.upper()
+    text = strip_math_delimiters(statement)
+    text = _OPTION_WORDS.sub("", text, count=1) if _OPTION_WORDS.match(text) else text
+    for pattern in (_PAREN_LETTER, _MARKED_LETTER, _BARE_LETTER, _LETTER_THEN_TEXT):
+        match = pattern.fullmatch(text)
+        if match is None:
+            continue
+        letter = match.group(1).upper()
+        rest = match.groupdict().get("rest") or ""
+        others = {"".join(named).upper() for named in _ANOTHER_LETTER.findall(rest)}
+        if others - {letter} or is_negated(rest):
+            return None
+        return letter
+    return None

@@ -1,127 +1,94 @@
 r"""The ``accuracy`` reward: 1.0 when the final answer of a completion equals the gold answer, else 0.0.
 
 The answer is the content of the last ``<answer>...</answer>`` block, else the last ``\boxed{}``, else the
-last number (or ``$...$`` span) of the completion. The gold (``solution`` column) may be a bare answer
-(``14``, ``\frac{1}{3}``, ``(1,2)``, ``B``) or a full solution with a ``\boxed{}`` or a GSM8K ``#### 72``.
+last number (or ``$...$`` span) of the completion; within it, what follows a last "the answer is". The gold
+(``solution`` column) may be a bare answer (``14``, ``\frac{1}{3}``, ``(1,2)``, ``B``, ``Yes``) or a full
+solution with a ``\boxed{}`` or a GSM8K ``#### 72``; a list of golds accepts any of them.
 
-Equality is math-verify's: LaTeX and plain expressions, fractions vs decimals, thousands separators,
-units, percent and degree signs, ordered tuples and intervals vs unordered sets, ``x = 3`` vs ``3``.
-Multiple-choice letters (``B``, ``(B)``, ``B) 42``) are compared directly. A gold answer that cannot be
-parsed scores None (TRL skips it), never 1.0.
+Equality is math-verify's for mathematics (LaTeX and plain expressions, fractions vs decimals, thousands
+separators, percent signs, ordered tuples and intervals vs unordered sets, ``x = 3`` vs ``3``), with what a
+policy could otherwise be paid for closed (see :mod:`reward_funcs._math_judge`): an answer that names several
+different values or choices, or negates itself, scores 0; units must match when both sides have them;
+numbers match within the gold's own precision, not a fixed epsilon; a gold made of words is compared as
+text; a multiple-choice gold (``B``, ``(A) 12``) on its letter. A gold that cannot be read (``\frac{``, a
+number spelled out in words) scores None (TRL skips it), never 1.0.
 
-Speed: when both sides are simple (numbers, fractions, radicals and multiples of pi, tuples, intervals
-and sets of them: most answers) they are compared exactly in-process, without SymPy; gold answers are
-parsed once and cached; everything else is batched to a math-verify worker process, each distinct
-(gold, answer) pair once per call.
+Time is bounded: extraction and judging run in a pool of worker processes (``num_workers``, each job at
+most ``timeout`` seconds, then 0.0), independent completions in parallel and identical (completion, gold)
+rows once. With ``batch_timeout`` the call returns within that many seconds whatever the completions hold;
+completions not judged by then score None and are counted in the ``accuracy/unfinished`` metric.
 
 Why not ``trl.rewards.accuracy_reward`` (or ``reasoning_accuracy_reward``): it switches math-verify's
 timeouts off whenever it runs outside the main thread (they rely on ``signal.alarm``), so one completion
 such as ``\boxed{9^{9^{9^{9}}}}`` can hang a training step; it also ignores ``<answer>`` tags and only
 reads LaTeX, so a plain ``<answer>14</answer>`` is not found.
-Here every answer is bounded by a wall-clock ``timeout`` enforced by killing the worker process, which
-works on any thread and inside DataLoader workers; an answer that runs out of time scores 0.0.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from reward_funcs._math_extract import completion_answer, gold_answer, gold_choice, predicted_choice
-from reward_funcs._math_local import LocalAnswer, local_verdict, parse_locally
 from reward_funcs._text import Completion, completion_to_text
-from reward_funcs._verify_client import validate_timeout, verify_pairs
+from reward_funcs._verify_client import (
+    DEFAULT_NUM_WORKERS,
+    validate_num_workers,
+    validate_timeout,
+    verify_rows,
+)
 from reward_funcs.registry import RewardFunc, register
 
-DEFAULT_TIMEOUT = 5.0  # seconds per answer that needs the verifier
-_GOLD_CACHE_SIZE = 16384
+DEFAULT_TIMEOUT = 5.0  # seconds per completion
+# No batch deadline unless asked (training passes the recipe's `reward_batch_timeout`): evaluation and data
+# generation judge thousands of completions in one call, each bounded by `timeout` anyway.
+DEFAULT_BATCH_TIMEOUT: float | None = None
 
 
-@dataclass(frozen=True)
-class GoldAnswer:
-    """A gold answer, parsed once: its bare text, its choice letter, and its in-process reading if it has one."""
-
-    text: str
-    choice: str | None = None
-    local: LocalAnswer | None = None
-
-
-@functools.lru_cache(maxsize=_GOLD_CACHE_SIZE)
-def parse_gold(solution: str) -> GoldAnswer | None:
-    r"""Parse a gold solution; None when it holds no answer at all.
-
-    >>> parse_gold(r"so the answer is $\boxed{\frac{1}{2}}$").local.value.value
-    Fraction(1, 2)
-    >>> parse_gold("(B)").choice, parse_gold("   ") is None
-    ('B', True)
-    """
-    answer = gold_answer(solution)
-    if not answer:
-        return None
-    choice = gold_choice(answer)
-    if choice is not None:
-        return GoldAnswer(answer, choice=choice)
-    return GoldAnswer(answer, local=parse_locally(answer))
-
-
-class _NeedsVerifier:
-    """Marks an answer that only the math-verify worker can judge."""
-
-
-_NEEDS_VERIFIER = _NeedsVerifier()
-
-
-def _judge_locally(gold: GoldAnswer, answer: str | None) -> float | _NeedsVerifier:
-    if gold.choice is not None:
-        return 1.0 if answer and predicted_choice(answer) == gold.choice else 0.0
-    if gold.local is None:
-        return _NEEDS_VERIFIER  # even for an empty answer: only the verifier knows whether the gold parses
-    if not answer:
-        return 0.0
-    verdict = local_verdict(gold.local, answer)
-    return _NEEDS_VERIFIER if verdict is None else float(verdict)
-
-
-def _gold_alternatives(solution: Any) -> list[str]:
-    """A row's gold answers: one string, or several acceptable ones given as a list."""
+def _gold_alternatives(solution: Any) -> list[str | None]:
+    """A row's gold answers: one, or several acceptable ones given as a list; None for one that has no text."""
     if solution is None:
         return []
-    if isinstance(solution, list | tuple):
-        return [str(item) for item in solution if item is not None]
-    return [str(solution)]
+    items = solution if isinstance(solution, list | tuple) else [solution]
+    return [_gold_text(item) for item in items if item is not None]
 
 
-def _combine(verdicts: list[float | None]) -> float | None:
-    """Correct if any acceptable gold matches; None only when no gold could be parsed."""
-    judged = [verdict for verdict in verdicts if verdict is not None]
-    return max(judged) if judged else None
+def _gold_text(gold: Any) -> str | None:
+    try:
+        return gold if isinstance(gold, str) else str(gold)
+    except (ValueError, TypeError, RecursionError):  # e.g. an int of more than 4,300 digits
+        return None
 
 
 def accuracy(
     completions: list[Completion],
-    solution: list[Any] | None = None,
+    solution: list[Any] | Any = None,
     timeout: float = DEFAULT_TIMEOUT,
+    batch_timeout: float | None = DEFAULT_BATCH_TIMEOUT,
+    num_workers: int | None = None,
     log_extra: Callable[[str, list], None] | None = None,
     log_metric: Callable[[str, float], None] | None = None,
     **kwargs: Any,
 ) -> list[float | None]:
-    r"""1.0 when a completion's final answer equals its gold ``solution``, 0.0 when not, None when the gold is unparseable.
+    r"""1.0 when a completion's final answer equals its gold ``solution``, 0.0 when not, None when the gold is unreadable.
 
-    ``solution`` holds one gold per completion (or a list of acceptable golds per completion).
-    ``timeout`` bounds the seconds spent on any one answer that needs the math-verify worker.
+    ``solution`` holds one gold per completion (or a list of acceptable golds per completion). ``timeout``
+    bounds the seconds spent on one completion; ``batch_timeout`` (if given) the seconds of the whole call,
+    after which completions not yet judged are None; ``num_workers`` judge at once.
 
     >>> accuracy(["<think>12+2</think><answer>14</answer>", r"... so \boxed{\dfrac{2}{6}}"], solution=["14", r"\frac{1}{3}"])
     [1.0, 1.0]
     >>> accuracy([[{"role": "assistant", "content": "<answer>x = 3</answer>"}], "<answer>(2, 1)</answer>"], solution=["3", "(1, 2)"])
     [1.0, 0.0]
-    >>> accuracy(["<answer>1</answer>"], solution=[r"\frac{"])
-    [None]
+    >>> accuracy(["<answer>1</answer>", "<answer>B or C</answer>", "<answer>5 km</answer>"], solution=[r"\frac{", "B", "5 m"])
+    [None, 0.0, 0.0]
     """
     if solution is None:
         raise ValueError("the accuracy reward needs the gold answers: a `solution` column in the dataset")
     timeout = validate_timeout(timeout)
+    if batch_timeout is not None:
+        batch_timeout = validate_timeout(batch_timeout, "batch_timeout")
+    workers = DEFAULT_NUM_WORKERS if num_workers is None else validate_num_workers(num_workers)
     size = len(completions)
     if isinstance(solution, list | tuple):
         if len(solution) != size:
@@ -129,44 +96,43 @@ def accuracy(
         golds = list(solution)
     else:
         golds = [solution] * size  # one gold for the whole batch
-    verdicts: list[list[float | None]] = [[] for _ in range(size)]
-    answers: list[str] = [""] * size
-    pending: dict[tuple[str, str], list[int]] = {}  # identical (gold, answer) pairs are verified once
-    for index, (completion, row_solution) in enumerate(zip(completions, golds, strict=True)):
-        text = completion_to_text(completion)
-        for alternative in _gold_alternatives(row_solution):
-            gold = parse_gold(alternative)
-            if gold is None:
-                verdicts[index].append(None)
-                continue
-            answer = completion_answer(text, choice=gold.choice is not None)
-            answers[index] = answers[index] or (answer or "")
-            verdict = _judge_locally(gold, answer)
-            if isinstance(verdict, _NeedsVerifier):
-                pending.setdefault((gold.text, answer or ""), []).append(index)
-            else:
-                verdicts[index].append(verdict)
-    timeouts = 0
-    if pending:
-        pairs = list(pending)
-        result = verify_pairs(pairs, timeout)
-        timeouts = result.timeouts
-        for pair, score in zip(pairs, result.scores, strict=True):
-            for index in pending[pair]:
-                verdicts[index].append(score)
+    jobs: dict[tuple[str, tuple[str | None, ...]], int] = {}  # identical rows are judged once
+    row_jobs: list[int | None] = []
+    for completion, row_solution in zip(completions, golds, strict=True):
+        alternatives = tuple(_gold_alternatives(row_solution))
+        if not any(alternative is not None for alternative in alternatives):
+            row_jobs.append(None)  # no gold: unscorable, nothing to judge
+            continue
+        row_jobs.append(jobs.setdefault((completion_to_text(completion), alternatives), len(jobs)))
+    keys = list(jobs)
+    result = verify_rows([text for text, _ in keys], [list(row) for _, row in keys], timeout, batch_timeout, workers)
+    scores = [None if job is None else result.scores[job] for job in row_jobs]
     if log_metric is not None:
-        log_metric("accuracy/timeouts", float(timeouts))
+        log_metric("accuracy/timeouts", float(result.timeouts))
+        if batch_timeout is not None:
+            unfinished = sum(job is not None and result.answers[job] is None for job in row_jobs)
+            log_metric("accuracy/unfinished", float(unfinished))
     if log_extra is not None:
-        log_extra("accuracy/answer", answers)
-    return [_combine(row) for row in verdicts]
+        log_extra("accuracy/answer", ["" if job is None else (result.answers[job] or "") for job in row_jobs])
+    return scores
 
 
 @register("accuracy", factory=True)
-def build_accuracy(timeout: float = DEFAULT_TIMEOUT) -> RewardFunc:
-    """The ``accuracy`` reward with a per-answer ``timeout`` in seconds: ``get("accuracy", timeout=2.0)``.
+def build_accuracy(
+    timeout: float = DEFAULT_TIMEOUT,
+    batch_timeout: float | None = DEFAULT_BATCH_TIMEOUT,
+    num_workers: int | None = None,
+) -> RewardFunc:
+    """The ``accuracy`` reward configured: ``get("accuracy", timeout=2.0, batch_timeout=30, num_workers=4)``.
 
     >>> build_accuracy(timeout=2.0)(["<answer>50\\%</answer>"], solution=["0.5"])
     [1.0]
     """
     timeout = validate_timeout(timeout)
-    return functools.wraps(accuracy)(functools.partial(accuracy, timeout=timeout))
+    if batch_timeout is not None:
+        validate_timeout(batch_timeout, "batch_timeout")
+    if num_workers is not None:
+        validate_num_workers(num_workers)
+    return functools.wraps(accuracy)(
+        functools.partial(accuracy, timeout=timeout, batch_timeout=batch_timeout, num_workers=num_workers)
+    )

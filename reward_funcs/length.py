@@ -5,7 +5,8 @@ its fallback).
 
 ``length`` and ``cosine_scaled`` depend on correctness. By default it comes from the ``accuracy`` reward
 (a score of at least 0.5 is correct; None, an unparseable gold, leaves the completion unscored). Pass
-``correctness=`` any reward-like callable to use another judge, e.g. the ``countdown`` reward.
+``correctness=`` any reward-like callable to use another judge, e.g. the ``countdown`` reward. The default
+judge takes the ``batch_timeout`` and ``num_workers`` of these rewards (see the ``accuracy`` reward).
 """
 
 from __future__ import annotations
@@ -119,10 +120,19 @@ def kimi_length(
     return scores
 
 
+def default_judge(batch_timeout: float | None, num_workers: int | None) -> Correctness:
+    """The ``accuracy`` judge with a batch bound and worker count (a partial of a module function: it pickles)."""
+    return functools.partial(accuracy_correctness, batch_timeout=batch_timeout, num_workers=num_workers)
+
+
 @register("length", factory=True)
-def build_length(correctness: Correctness | None = None) -> RewardFunc:
-    """The ``length`` reward (:func:`kimi_length`) with an optional ``correctness`` judge."""
-    return functools.wraps(kimi_length)(functools.partial(kimi_length, correctness=correctness))
+def build_length(
+    correctness: Correctness | None = None, batch_timeout: float | None = None, num_workers: int | None = None
+) -> RewardFunc:
+    """The ``length`` reward (:func:`kimi_length`) with an optional ``correctness`` judge (else ``accuracy``
+    with ``batch_timeout`` and ``num_workers``)."""
+    judge_func = correctness if correctness is not None else default_judge(batch_timeout, num_workers)
+    return functools.wraps(kimi_length)(functools.partial(kimi_length, correctness=judge_func))
 
 
 def cosine_schedule(length: int, max_len: int, at_zero: float, at_max_len: float) -> float:
@@ -178,8 +188,12 @@ def build_cosine_scaled(
     min_value_correct: float = 0.5,
     max_value_correct: float = 1.0,
     correctness: Correctness | None = None,
+    batch_timeout: float | None = None,
+    num_workers: int | None = None,
 ) -> RewardFunc:
     """The ``cosine_scaled`` reward; ``max_len`` is in tokens (with ``completion_ids``) or characters.
+
+    Correctness comes from ``correctness`` if given, else from ``accuracy`` with ``batch_timeout``/``num_workers``.
 
     >>> def exact(completions, solution, **kwargs):
     ...     return [float(c.endswith(s)) for c, s in zip(completions, solution)]
@@ -200,7 +214,7 @@ def build_cosine_scaled(
             max_value_wrong=max_value_wrong,
             min_value_correct=min_value_correct,
             max_value_correct=max_value_correct,
-            correctness=correctness,
+            correctness=correctness if correctness is not None else default_judge(batch_timeout, num_workers),
         )
     )
 

@@ -121,29 +121,34 @@ def only_for_prompt_types(
     >>> only_for_prompt_types(length, "reasoning")(["ab", "abc"], prompt_type=["reasoning", "general"])
     [2.0, None]
     """
-    reward_name = name or getattr(func, "__name__", "reward")
+    return PromptTypeReward(func, prompt_types, name or getattr(func, "__name__", "reward"))
 
-    def restricted(completions: list[Completion], **kwargs: Any) -> list[float | None]:
+
+class PromptTypeReward:
+    """A reward applied to some prompt types only (see :func:`only_for_prompt_types`); it pickles."""
+
+    def __init__(self, func: RewardFunc, prompt_types: str | Sequence[str], name: str) -> None:
+        self.func = func
+        self.prompt_types = prompt_types
+        self.__name__ = self.__qualname__ = name
+        self.__doc__ = getattr(func, "__doc__", None)
+
+    def __call__(self, completions: list[Completion], **kwargs: Any) -> list[float | None]:
         size = len(completions)
-        rows = applicable_rows(kwargs, size, prompt_types)
+        rows = applicable_rows(kwargs, size, self.prompt_types)
         scores: list[float | None] = [None] * size
         if not rows:
             return scores
         if len(rows) == size:
-            return list(func(completions, **kwargs))
-        subset_scores = list(func([completions[i] for i in rows], **_subset_kwargs(kwargs, rows, size)))
+            return list(self.func(completions, **kwargs))
+        subset_scores = list(self.func([completions[i] for i in rows], **_subset_kwargs(kwargs, rows, size)))
         if len(subset_scores) != len(rows):
             raise ValueError(
-                f"reward {reward_name!r} returned {len(subset_scores)} scores for {len(rows)} completions"
+                f"reward {self.__name__!r} returned {len(subset_scores)} scores for {len(rows)} completions"
             )
         for row, score in zip(rows, subset_scores, strict=True):
             scores[row] = score
         return scores
-
-    restricted.__name__ = reward_name
-    restricted.__qualname__ = reward_name
-    restricted.__doc__ = func.__doc__
-    return restricted
 
 
 def encodable(text: str) -> str:
@@ -326,14 +331,21 @@ def _resolve_scorer(model_path: str | None, scorer: Scorer | None, **load: Any) 
     return scorer if scorer is not None else reward_model_scorer(str(model_path), **load)
 
 
-def _model_reward(
-    name: str, view: Callable[[str], str], scorer: Scorer, prompt_types: Any, sigmoid: bool
-) -> RewardFunc:
-    def reward(
-        completions: list[Completion], prompts: list[Prompt] | None = None, **kwargs: Any
+class ModelReward:
+    """A reward model's score of one view of each output (a class, not a closure, so that it pickles)."""
+
+    def __init__(self, name: str, view: Callable[[str], str], scorer: Scorer, prompt_types: Any, sigmoid: bool) -> None:
+        self.view = view
+        self.scorer = scorer
+        self.prompt_types = prompt_types
+        self.sigmoid = sigmoid
+        self.__name__ = self.__qualname__ = name
+
+    def __call__(
+        self, completions: list[Completion], prompts: list[Prompt] | None = None, **kwargs: Any
     ) -> list[float | None]:
         size = len(completions)
-        rows = applicable_rows(kwargs, size, prompt_types)
+        rows = applicable_rows(kwargs, size, self.prompt_types)
         scores: list[float | None] = [None] * size
         if not rows:
             return scores
@@ -342,16 +354,12 @@ def _model_reward(
             if isinstance(prompts, list) and len(prompts) == size
             else [None] * len(rows)
         )
-        responses = [view(completion_to_text(completions[i])) for i in rows]
-        for row, value in zip(rows, scorer(row_prompts, responses), strict=True):
+        responses = [self.view(completion_to_text(completions[i])) for i in rows]
+        for row, value in zip(rows, self.scorer(row_prompts, responses), strict=True):
             value = float(value)
             if math.isfinite(value):
-                scores[row] = _sigmoid(value) if sigmoid else value
+                scores[row] = _sigmoid(value) if self.sigmoid else value
         return scores
-
-    reward.__name__ = name
-    reward.__qualname__ = name
-    return reward
 
 
 def _whole_output(text: str) -> str:
@@ -383,7 +391,7 @@ def helpfulness_rm(
     >>> reward(["<answer>ok</answer>"], prompt_type=["reasoning"])
     [None]
     """
-    return _model_reward(
+    return ModelReward(
         "helpfulness_rm",
         final_summary,
         _resolve_scorer(
@@ -418,7 +426,7 @@ def harmlessness_rm(
     >>> reward(["<think>ab</think>c", [{"role": "assistant", "content": "x"}]])
     [18.0, 1.0]
     """
-    return _model_reward(
+    return ModelReward(
         "harmlessness_rm",
         _whole_output,
         _resolve_scorer(

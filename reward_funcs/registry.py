@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 import logging
 import math
 import os
@@ -54,10 +55,33 @@ def register(name: str, *, factory: bool = False) -> Callable[[Callable], Callab
 
 
 def _plain_builder(func: RewardFunc) -> RewardBuilder:
-    def build(**kwargs: Any) -> RewardFunc:
-        return functools.partial(func, **kwargs) if kwargs else func
+    return functools.partial(_configured, func)
 
-    return build
+
+def _configured(func: RewardFunc, **kwargs: Any) -> RewardFunc:
+    """A plain reward with its configuration bound (a module-level function, so that builders pickle)."""
+    return functools.partial(func, **kwargs) if kwargs else func
+
+
+def accepted_kwargs(name: str) -> frozenset[str]:
+    """The keyword arguments reward ``name`` is configured with (its builder's named parameters).
+
+    >>> import reward_funcs
+    >>> sorted(reward_funcs.accepted_kwargs("accuracy"))
+    ['batch_timeout', 'num_workers', 'timeout']
+    """
+    if name in _BUILDERS:
+        builder = _BUILDERS[name]
+    else:
+        check(name)
+        builder = _plain_builder(_import_reward(name))
+    target = builder.args[0] if isinstance(builder, functools.partial) and builder.func is _configured else builder
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    parameters = inspect.signature(target).parameters
+    configurable = [key for key, parameter in parameters.items() if parameter.kind in named]
+    if target is not builder:  # a plain reward: its first parameter is the completions, not configuration
+        configurable = configurable[1:]
+    return frozenset(configurable)
 
 
 def names() -> list[str]:
@@ -120,12 +144,7 @@ def get(name: str, guard: bool = True, **kwargs: Any) -> RewardFunc:
 
 
 def _named(func: RewardFunc, name: str) -> RewardFunc:
-    @functools.wraps(func)
-    def call(completions: list[Any], **kwargs: Any) -> list[float | None]:
-        return func(completions, **kwargs)
-
-    call.__name__ = name
-    return call
+    return NamedReward(func, name)
 
 
 def guarded(func: RewardFunc, name: str | None = None) -> RewardFunc:
@@ -134,37 +153,120 @@ def guarded(func: RewardFunc, name: str | None = None) -> RewardFunc:
     TRL does not catch reward exceptions, so a single malformed completion would crash a training
     step. When the batched call raises, each completion is retried alone; a completion that still
     fails is logged and scored None (TRL skips None). NaN/inf and wrong-length results are fixed
-    the same way.
+    the same way. What the reward logs through TRL's ``log_extra``/``log_metric`` stays aligned with the
+    rows (see :class:`GuardedReward`).
 
     >>> def fragile(completions, **kwargs):
     ...     return [1.0 / len(c) for c in completions]
     >>> guarded(fragile)(["ab", ""])
     [0.5, None]
     """
-    reward_name = name or getattr(func, "__name__", "reward")
+    return GuardedReward(func, name or getattr(func, "__name__", "reward"))
 
-    def call(completions: list[Any], **kwargs: Any) -> list[float | None]:
+
+class NamedReward:
+    """A reward under its registry name (what TRL logs it as); a class, not a closure, so that it pickles.
+
+    TRL sends rewards to other processes (async GRPO, multiprocess reward workers) by pickling them.
+    """
+
+    def __init__(self, func: RewardFunc, name: str) -> None:
+        self.func = func
+        self.__name__ = self.__qualname__ = name
+        self.__doc__ = getattr(func, "__doc__", None)
+        self.__wrapped__ = func
+
+    def __call__(self, completions: list[Any], **kwargs: Any) -> list[float | None]:
+        return self.func(completions, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.__name__!r})"
+
+
+class GuardedReward(NamedReward):
+    """A reward that always returns one finite float or None per completion (see :func:`guarded`).
+
+    Logging stays aligned with the rows in every case: ``log_extra`` columns are held back until the
+    reward returns, then passed on with exactly one value per completion (padded with None or cut), and
+    dropped when the batched call raises; the per-completion retries are then logged as one column of
+    the whole batch (None for rows that failed). ``log_metric`` values are passed on once per call and
+    metric name; in the retries they are summed over the rows (the rewards' metrics are counts).
+    """
+
+    def __call__(self, completions: list[Any], **kwargs: Any) -> list[float | None]:
         size = len(completions)
+        log = _LogBuffer(kwargs)
         try:
-            return _clean(func(completions, **kwargs), size, reward_name)
+            scores = _clean(self.func(completions, **log.hooks(kwargs)), size, self.__name__)
         except Exception:  # noqa: BLE001 - any user reward may raise anything
             if size == 1:
-                logger.exception("reward %r raised on completion %r; scored None", reward_name, _preview(completions[0]))
+                logger.exception("reward %r raised on completion %r; scored None", self.__name__, _preview(completions[0]))
+                log.flush_rows([None], 1)
                 return [None]
-        scores: list[float | None] = []
+        else:
+            log.flush(size)
+            return scores
+        scores = []
+        rows: list[_LogBuffer | None] = []
         for index, completion in enumerate(completions):
+            row_log = _LogBuffer(kwargs)
             try:
-                scores.extend(_clean(func([completion], **row_kwargs(kwargs, index, size)), 1, reward_name))
+                one_row = row_log.hooks(row_kwargs(kwargs, index, size))
+                scores.extend(_clean(self.func([completion], **one_row), 1, self.__name__))
+                rows.append(row_log)
             except Exception:  # noqa: BLE001
-                logger.exception("reward %r raised on completion %r; scored None", reward_name, _preview(completion))
+                logger.exception("reward %r raised on completion %r; scored None", self.__name__, _preview(completion))
                 scores.append(None)
+                rows.append(None)
+        log.flush_rows(rows, size)
         return scores
 
-    call.__name__ = reward_name
-    call.__qualname__ = reward_name
-    call.__doc__ = func.__doc__
-    call.__wrapped__ = func  # type: ignore[attr-defined]
-    return call
+
+class _LogBuffer:
+    """Holds what one reward call logs through TRL's hooks until the call's rows are known."""
+
+    def __init__(self, kwargs: dict[str, Any]) -> None:
+        self.log_extra = kwargs.get("log_extra") if callable(kwargs.get("log_extra")) else None
+        self.log_metric = kwargs.get("log_metric") if callable(kwargs.get("log_metric")) else None
+        self.columns: dict[str, list[Any]] = {}
+        self.metrics: dict[str, float] = {}
+
+    def hooks(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """``kwargs`` with the logging hooks replaced by this buffer's (absent hooks stay absent)."""
+        replaced = dict(kwargs)
+        if self.log_extra is not None:
+            replaced["log_extra"] = self._extra
+        if self.log_metric is not None:
+            replaced["log_metric"] = self._metric
+        return replaced
+
+    def _extra(self, column: str, values: list[Any]) -> None:
+        self.columns[column] = list(values)  # a column logged twice in one call: the last one counts
+
+    def _metric(self, name: str, value: float) -> None:
+        self.metrics[name] = value
+
+    def flush(self, size: int) -> None:
+        """Pass on one value per row for every column and one value per metric."""
+        if self.log_extra is not None:
+            for column, values in self.columns.items():
+                self.log_extra(column, (values + [None] * size)[:size])
+        if self.log_metric is not None:
+            for name, value in self.metrics.items():
+                self.log_metric(name, value)
+
+    def flush_rows(self, rows: list[_LogBuffer | None], size: int) -> None:
+        """Pass on what the per-row retries logged, as one call over the whole batch."""
+        columns = sorted({column for row in rows if row is not None for column in row.columns})
+        if self.log_extra is not None:
+            for column in columns:
+                self.log_extra(
+                    column, [row.columns[column][0] if row is not None and row.columns.get(column) else None for row in rows]
+                )
+        if self.log_metric is not None:
+            names = sorted({name for row in rows if row is not None for name in row.metrics})
+            for name in names:
+                self.log_metric(name, float(sum(row.metrics.get(name, 0.0) for row in rows if row is not None)))
 
 
 def _clean(scores: Any, size: int, name: str) -> list[float | None]:

@@ -19,8 +19,10 @@ from hypothesis import strategies as st
 import reward_funcs
 import reward_funcs._math_closed_form
 import reward_funcs._math_extract
+import reward_funcs._math_judge
 import reward_funcs._math_local
 import reward_funcs._math_numbers
+import reward_funcs._math_text
 import reward_funcs._verify_client
 import reward_funcs._verify_worker
 import reward_funcs.accuracy
@@ -305,51 +307,56 @@ def test_worker_stuck_in_c_code_is_killed_and_replaced(monkeypatch: pytest.Monke
     # A soft timeout far beyond the hard one: the worker never interrupts itself, so the client must kill it.
     monkeypatch.setattr(reward_funcs._verify_client, "SOFT_TIMEOUT_FRACTION", 100.0)
     client = reward_funcs._verify_client
-    first_pid = client._ready_worker().process.pid
+    first_pids = _warm_pool()
     metrics: dict[str, float] = {}
     start = time.monotonic()
     scores = accuracy(
         [f"<answer>{TOWER}</answer>", "<answer>x+1</answer>"],
         solution=["x+1", "1+x"],
         timeout=TIMEOUT,
+        num_workers=1,  # one worker: the answer after the killed one waits for the replacement
         log_metric=lambda name, value: metrics.__setitem__(name, value),
     )
     assert scores == [0.0, 1.0]  # the answer after the killed one is verified by the replacement worker
     assert time.monotonic() - start < TIMEOUT + MARGIN + client.STARTUP_TIMEOUT / 10
     assert metrics == {"accuracy/timeouts": 1.0}
-    assert client._worker is not None and client._worker.process.pid != first_pid
-    assert not _process_exists(first_pid)
+    now = client.worker_pids()
+    assert len(now) == len(first_pids) and now[0] != first_pids[0] and now[1:] == first_pids[1:]
+    assert not _process_exists(first_pids[0])
 
 
 def test_crashed_worker_is_restarted() -> None:
     client = reward_funcs._verify_client
-    worker = client._ready_worker()
-    worker.process.kill()
-    worker.process.wait()
+    first_pids = _warm_pool()
+    for pid in first_pids:
+        os.kill(pid, 9)
+    for pid in first_pids:
+        while _process_exists(pid):
+            time.sleep(0.01)
     assert accuracy(*NEEDS_WORKER) == [1.0]
-    assert client._worker is not None and client._worker.process.pid != worker.process.pid
+    assert client.worker_pids() and not set(client.worker_pids()) & set(first_pids)
 
 
 def test_interrupted_call_does_not_leave_replies_for_the_next_one(monkeypatch: pytest.MonkeyPatch) -> None:
     client = reward_funcs._verify_client
-    pid = client._ready_worker().process.pid
+    pids = _warm_pool()
 
-    def interrupted(self: object, deadline: float) -> None:
+    def interrupted(self: object) -> None:
         raise KeyboardInterrupt
 
     with monkeypatch.context() as patch:
         patch.setattr(client._WorkerProcess, "receive", interrupted)
         with pytest.raises(KeyboardInterrupt):
             accuracy(["<answer>x</answer>", "<answer>1+x</answer>"], solution=["x", "x+2"])
-    assert client._worker is None and not _process_exists(pid)
+    assert client.worker_pids() == [] and not any(_process_exists(pid) for pid in pids)
     assert accuracy(["<answer>x+2</answer>", "<answer>x</answer>"], solution=["x", "x"]) == [0.0, 1.0]
 
 
 def test_shutdown_stops_the_worker_and_the_next_call_restarts_it() -> None:
     client = reward_funcs._verify_client
-    pid = client._ready_worker().process.pid
+    pids = _warm_pool()
     client.shutdown()
-    assert client._worker is None and not _process_exists(pid)
+    assert client.worker_pids() == [] and not any(_process_exists(pid) for pid in pids)
     assert accuracy(*NEEDS_WORKER) == [1.0]
 
 
@@ -359,7 +366,7 @@ def test_worker_stops_when_the_interpreter_exits() -> None:
         from reward_funcs import _verify_client
         from reward_funcs.accuracy import accuracy
         assert accuracy(["<answer>1+x</answer>"], solution=["x+1"]) == [1.0]
-        print(_verify_client._worker.process.pid)
+        print(" ".join(map(str, _verify_client.worker_pids())))
         """
     )
     result = subprocess.run(
@@ -370,11 +377,21 @@ def test_worker_stops_when_the_interpreter_exits() -> None:
         env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
         check=True,
     )
-    pid = int(result.stdout.strip())
+    pids = [int(pid) for pid in result.stdout.split()]
+    assert pids
     deadline = time.monotonic() + 10
-    while _process_exists(pid) and time.monotonic() < deadline:
+    while any(_process_exists(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _process_exists(pid)
+    assert not any(_process_exists(pid) for pid in pids)
+
+
+def _warm_pool(num_workers: int = 2) -> list[int]:
+    """Start (or keep) a pool of ``num_workers`` ready workers; their process ids, in slot order."""
+    client = reward_funcs._verify_client
+    assert client.start_workers(num_workers, timeout=120)
+    pids = client.worker_pids()
+    assert len(pids) >= num_workers
+    return pids
 
 
 def _process_exists(pid: int) -> bool:
@@ -444,7 +461,7 @@ def _score_batch_into(results: multiprocessing.Queue) -> None:
 
 @pytest.mark.parametrize("start_method", ["fork", "spawn"])
 def test_works_in_a_daemonic_process(start_method: str) -> None:
-    parent_pid = reward_funcs._verify_client._ready_worker().process.pid  # a running worker a fork inherits
+    parent_pids = _warm_pool()  # running workers a fork inherits
     context = multiprocessing.get_context(start_method)
     results = context.Queue()
     process = context.Process(target=_score_batch_into, args=(results,), daemon=True)
@@ -457,28 +474,28 @@ def test_works_in_a_daemonic_process(start_method: str) -> None:
     assert elapsed < TIMEOUT + MARGIN + (
         10 if start_method == "spawn" else 5
     )  # the child starts its own worker
-    assert reward_funcs._verify_client._worker.process.pid == parent_pid  # the child left ours alone
+    assert reward_funcs._verify_client.worker_pids() == parent_pids  # the child left ours alone
     assert accuracy(*NEEDS_WORKER) == [1.0]
 
 
 def test_forked_child_does_not_reuse_the_parent_worker() -> None:
     client = reward_funcs._verify_client
-    parent_pid = client._ready_worker().process.pid
+    parent_pids = _warm_pool()
     read_end, write_end = os.pipe()
     child = os.fork()
     if child == 0:  # pragma: no cover - runs in the child
         try:
-            inherited = client._worker
+            inherited = client.worker_pids()
             scores = accuracy(*NEEDS_WORKER)
-            own = client._worker.process.pid
-            os.write(write_end, f"{inherited is None} {scores == [1.0]} {own != parent_pid}".encode())
+            own = client.worker_pids()
+            os.write(write_end, f"{inherited == []} {scores == [1.0]} {not set(own) & set(parent_pids)}".encode())
         finally:
             os._exit(0)
     os.close(write_end)
     os.waitpid(child, 0)
     with os.fdopen(read_end) as reader:
         assert reader.read() == "True True True"
-    assert client._worker.process.pid == parent_pid
+    assert client.worker_pids() == parent_pids
     assert accuracy(*NEEDS_WORKER) == [1.0]
 
 
@@ -625,6 +642,8 @@ def test_extraction_never_raises(text: str) -> None:
         reward_funcs._math_numbers,
         reward_funcs._math_closed_form,
         reward_funcs._math_local,
+        reward_funcs._math_text,
+        reward_funcs._math_judge,
         reward_funcs._verify_client,
         reward_funcs._verify_worker,
     ],

@@ -178,7 +178,7 @@ def build_mixed_rewards(config: RLAllConfig) -> list:
     """One reward per ``reward_funcs`` name, routed to its prompt type and logged under its name."""
     funcs = []
     for name in config.reward_funcs:
-        func = reward_funcs.get(name, **config.reward_kwargs.get(name, {}))
+        func = reward_funcs.get(name, **config.reward_settings(name))
         prompt_type = GENERAL_PROMPT if name in config.general_reward_funcs else REASONING_PROMPT
         funcs.append(only_for_prompt_types(func, prompt_type, name))
     return funcs
