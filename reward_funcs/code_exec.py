@@ -20,16 +20,21 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
+import os
 import re
 import secrets
 import textwrap
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
+from reward_funcs import _call_trace
 from reward_funcs._text import Completion, column, completion_to_text
 from reward_funcs.registry import register
-from reward_funcs.sandbox import Limits, Sandbox, is_usable
+from reward_funcs.sandbox import Limits, RunResult, Sandbox, is_usable
 
 logger = logging.getLogger(__name__)
 
@@ -121,94 +126,167 @@ def normalized_lines(text: str) -> list[str]:
     return lines
 
 
-def passes(sandbox: Sandbox, program: str, test: TestCase) -> bool | None:
-    """Whether ``program`` passes ``test``; None when the sandbox itself failed (not the program)."""
+_CALL_TRACE_RUNTIME = Path(_call_trace.__file__).read_text(encoding="utf-8")
+# Rows whose tests did not finish before the batch deadline are unscorable (None), not failures.
+UNFINISHED = "unfinished"
+Outcome = bool | None | str  # True/False: passed or not; None: the sandbox failed; UNFINISHED: out of time
+
+
+def passes(sandbox: Sandbox, program: str, test: TestCase, deadline: float | None = None) -> Outcome:
+    """Whether ``program`` passes ``test``: True/False, None when the sandbox itself failed (not the
+    program), :data:`UNFINISHED` when ``deadline`` (``time.monotonic()``) ran out first."""
     if isinstance(test, StdioTest):
-        result = sandbox.run(program, stdin=test.input)
-        if result.setup_error:
-            return None
+        result = _run_before(sandbox, deadline, program, test.input)
+        if isinstance(result, str) or result.setup_error:
+            return result if isinstance(result, str) else None
         return result.succeeded and normalized_lines(result.stdout) == normalized_lines(test.output)
-    marker = f"all-asserts-ran-{secrets.token_hex(16)}"
-    result = sandbox.run(f"{program}\n\n{test.code}\n\nprint({marker!r})\n")
-    if result.setup_error:
-        return None
-    return result.succeeded and normalized_lines(result.stdout)[-1:] == [marker]
+    return _passes_asserts(sandbox, program, test, deadline)
+
+
+def _passes_asserts(sandbox: Sandbox, program: str, test: AssertTest, deadline: float | None) -> Outcome:
+    """Two runs (see :mod:`reward_funcs._call_trace`): the solution answers the test's calls, then a run
+    that never executes the solution replays those answers through the test and gives the verdict."""
+    nonce = f"call-log-{secrets.token_hex(16)}:"
+    candidate = _run_before(
+        sandbox, deadline, f"{_CALL_TRACE_RUNTIME}\nrun_candidate({program!r}, {test.code!r}, {nonce!r})\n"
+    )
+    if isinstance(candidate, str) or candidate.setup_error:
+        return candidate if isinstance(candidate, str) else None
+    position = candidate.stdout.rfind(nonce)
+    if candidate.timed_out or candidate.output_truncated or position < 0:
+        return False
+    call_log = candidate.stdout[position + len(nonce) :].split("\n", 1)[0]
+    marker = f"test-ran-to-its-end-{secrets.token_hex(16)}"
+    verifier = _run_before(
+        sandbox, deadline, f"{_CALL_TRACE_RUNTIME}\nrun_verifier({test.code!r}, {marker!r})\n", call_log
+    )
+    if isinstance(verifier, str) or verifier.setup_error:
+        return verifier if isinstance(verifier, str) else None
+    return verifier.succeeded and normalized_lines(verifier.stdout)[-1:] == [marker]
+
+
+def _run_before(sandbox: Sandbox, deadline: float | None, source: str, stdin: str = "") -> RunResult | str:
+    """One sandboxed run, its wall-clock limit cut to what is left before ``deadline``."""
+    if deadline is None:
+        return sandbox.run(source, stdin)
+    left = deadline - time.monotonic()
+    if left <= 0.05:
+        return UNFINISHED
+    if left >= sandbox.limits.wall_seconds:
+        return sandbox.run(source, stdin)
+    cut = dataclasses.replace(sandbox.limits, wall_seconds=left, cpu_seconds=sandbox.limits.cpu_limit)
+    result = dataclasses.replace(sandbox, limits=cut).run(source, stdin)
+    return UNFINISHED if result.timed_out else result
 
 
 def score_programs(
     programs: list[str | None],
     tests: list[list[TestCase] | None],
     sandbox: Sandbox,
-    max_workers: int = 2,
+    num_workers: int = 4,
     stop_at_first_failure: bool = False,
-) -> list[float | None]:
-    """Fraction of its tests each program passes: None without tests, 0.0 without a program.
+    deadline: float | None = None,
+) -> tuple[list[float | None], int]:
+    """Fraction of its tests each program passes (None without tests, 0.0 without a program), and how
+    many rows the ``deadline`` (``time.monotonic()``) left unfinished (scored None).
 
-    Every (program, test) pair is an independent sandboxed run; ``max_workers`` of them run at once.
-    ``stop_at_first_failure`` skips a program's remaining tests once one fails (for all-or-nothing scores).
+    Every (program, test) pair is an independent sandboxed job; ``num_workers`` of them run at once,
+    first tests of every row first, so that ``stop_at_first_failure`` (all-or-nothing scores) skips a
+    failed row's remaining tests early.
     """
     jobs = [
         (row, test)
+        for index in range(max((len(row_tests or ()) for row_tests in tests), default=0))
         for row, (program, row_tests) in enumerate(zip(programs, tests, strict=True))
-        if program is not None and row_tests
-        for test in row_tests
+        if program is not None and row_tests and index < len(row_tests)
+        for test in (row_tests[index],)
     ]
     passed = [0] * len(programs)
     broken: set[int] = set()  # rows whose sandbox run failed: unscorable
+    unfinished: set[int] = set()
     failed: set[int] = set()
     lock = threading.Lock()
 
     def run(job: tuple[int, TestCase]) -> None:
         row, test = job
         with lock:
-            if row in broken or (stop_at_first_failure and row in failed):
+            if row in broken or row in unfinished or (stop_at_first_failure and row in failed):
                 return
-        outcome = passes(sandbox, programs[row] or "", test)
+        outcome = passes(sandbox, programs[row] or "", test, deadline)
         with lock:
             if outcome is None:
                 broken.add(row)
+            elif outcome == UNFINISHED:
+                unfinished.add(row)
             elif outcome:
                 passed[row] += 1
             else:
                 failed.add(row)
 
     if jobs:
-        with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(jobs)))) as pool:
+        with ThreadPoolExecutor(max_workers=max(1, min(num_workers, len(jobs)))) as pool:
             list(pool.map(run, jobs))
     scores: list[float | None] = []
     for row, (program, row_tests) in enumerate(zip(programs, tests, strict=True)):
-        if not row_tests or row in broken:
+        decided_by_failure = stop_at_first_failure and row in failed
+        if not row_tests or row in broken or (row in unfinished and not decided_by_failure):
             scores.append(None)
         elif program is None:
             scores.append(0.0)
         else:
             scores.append(passed[row] / len(row_tests))
-    return scores
+    late = len([row for row in unfinished if not (stop_at_first_failure and row in failed)])
+    return scores, late
 
 
 def _score_completions(
     completions: list[Completion],
     kwargs: dict[str, Any],
-    limits: Limits,
-    max_workers: int,
+    settings: _Settings,
     all_or_nothing: bool,
 ) -> list[float | None]:
+    started = time.monotonic()
     size = len(completions)
     tests = [parse_test_cases(info) for info in column(kwargs, "verification_info", size)]
     if any(tests) and not is_usable():
         logger.error("the code sandbox does not work on this machine; code rewards are unscorable (None)")
         return [None] * size
     programs = [extract_python_block(completion_to_text(completion)) for completion in completions]
-    scores = score_programs(
-        programs, tests, Sandbox(limits), max_workers, stop_at_first_failure=all_or_nothing
+    deadline = None if settings.batch_timeout is None else started + settings.batch_timeout
+    scores, late = score_programs(
+        programs, tests, Sandbox(settings.limits), settings.num_workers, all_or_nothing, deadline
     )
+    log_metric = kwargs.get("log_metric")
+    if callable(log_metric):
+        log_metric("code/unfinished", float(late))
+    if late:
+        logger.warning("code reward: %d of %d rows unfinished after %.0fs (None)", late, size, settings.batch_timeout)
     if all_or_nothing:
         return [None if score is None else float(score == 1.0) for score in scores]
     return scores
 
 
-def _limits(time_limit: float, memory_limit_mb: int) -> Limits:
-    return Limits(wall_seconds=time_limit, memory_mb=memory_limit_mb)
+@dataclasses.dataclass(frozen=True)
+class _Settings:
+    limits: Limits
+    num_workers: int
+    batch_timeout: float | None
+
+
+def _settings(
+    time_limit: float, memory_limit_mb: int, num_workers: int | None, batch_timeout: float | None
+) -> _Settings:
+    workers = DEFAULT_NUM_WORKERS if num_workers is None else num_workers
+    if not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"code reward: num_workers must be a positive integer, got {num_workers!r}")
+    if batch_timeout is not None and not (isinstance(batch_timeout, int | float) and 0 < batch_timeout < math.inf):
+        raise ValueError(f"code reward: batch_timeout must be positive seconds or None, got {batch_timeout!r}")
+    return _Settings(Limits(wall_seconds=time_limit, memory_mb=memory_limit_mb), workers, batch_timeout)
+
+
+# Sandboxed runs mostly wait on process setup and I/O, so a few more than the cores keeps them busy.
+DEFAULT_NUM_WORKERS = min(8, 2 * (os.cpu_count() or 1))
+DEFAULT_BATCH_TIMEOUT = 120.0
 
 
 @register("code")
@@ -217,10 +295,14 @@ def code(
     *,
     time_limit: float = 5.0,
     memory_limit_mb: int = 512,
-    max_workers: int = 2,
+    num_workers: int | None = None,
+    batch_timeout: float | None = DEFAULT_BATCH_TIMEOUT,
     **kwargs: Any,
 ) -> list[float | None]:
     """Fraction of the row's tests passed by the last Python block of each completion.
+
+    ``num_workers`` sandboxed runs at once; rows not done ``batch_timeout`` seconds after the call score
+    None and are counted in the ``code/unfinished`` metric (through TRL's ``log_metric``).
 
     >>> completion = "```python\\na, b = map(int, input().split())\\nprint(a + b)\\n```"
     >>> info = {"test_cases": [{"type": "stdin_stdout", "input": "1 2\\n", "output": "3\\n"},
@@ -228,7 +310,8 @@ def code(
     >>> code([completion, "no code"], verification_info=[info, info])
     [0.5, 0.0]
     """
-    return _score_completions(completions, kwargs, _limits(time_limit, memory_limit_mb), max_workers, False)
+    settings = _settings(time_limit, memory_limit_mb, num_workers, batch_timeout)
+    return _score_completions(completions, kwargs, settings, False)
 
 
 @register("binary_code")
@@ -237,14 +320,19 @@ def binary_code(
     *,
     time_limit: float = 5.0,
     memory_limit_mb: int = 512,
-    max_workers: int = 2,
+    num_workers: int | None = None,
+    batch_timeout: float | None = DEFAULT_BATCH_TIMEOUT,
     **kwargs: Any,
 ) -> list[float | None]:
     """1.0 when the last Python block of a completion passes all of the row's tests, else 0.0.
+
+    Same ``num_workers`` / ``batch_timeout`` as :func:`code`; a row that already failed a test is
+    decided (0.0) even if its other tests did not run in time.
 
     >>> completion = [{"role": "assistant", "content": "```py\\ndef add(a, b):\\n    return a + b\\n```"}]
     >>> info = '{"test_cases": [{"type": "assert", "code": "assert add(1, 2) == 3"}]}'
     >>> binary_code([completion], verification_info=[info])
     [1.0]
     """
-    return _score_completions(completions, kwargs, _limits(time_limit, memory_limit_mb), max_workers, True)
+    settings = _settings(time_limit, memory_limit_mb, num_workers, batch_timeout)
+    return _score_completions(completions, kwargs, settings, True)

@@ -197,7 +197,7 @@ def test_timeout_scores_zero_without_hanging() -> None:
 def test_sandbox_failure_is_unscorable_not_zero() -> None:
     broken = Sandbox(Limits(wall_seconds=5), interpreter="/nonexistent/bin/python3")
     tests = [parse_test_cases(SUM_TESTS)]
-    assert score_programs([CORRECT_SUM], tests, broken) == [None]
+    assert score_programs([CORRECT_SUM], tests, broken) == ([None], 0)
 
 
 def test_registered_and_guarded_with_trl_keyword_arguments() -> None:

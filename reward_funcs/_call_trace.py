@@ -1,0 +1,291 @@
+"""Runtime of the two-process assert harness. Its source is embedded in sandboxed programs: stdlib only.
+
+An ``assert`` test is judged in two sandboxed runs:
+
+1. the **candidate run** executes the solution, then the test code with every solution name the test uses
+   replaced by a recorder. Each call the test makes into the solution is logged as plain data (callee,
+   arguments, returned value or raised builtin exception type) and the log is printed as one JSON line.
+2. the **verifier run** executes only the test code, never the solution: the solution's names are stubs
+   that check their arguments against the log and return the logged values. Its verdict is whether the
+   test code ran to its end.
+
+Everything the candidate run prints is under the solution's control (it shares the process), so the log
+is treated as nothing more than the solution's answers: forging it is the same as returning those values.
+Values cross as tagged plain data (exact builtin types only), so no object of the solution's (rigged
+``__eq__``, ``int`` subclasses) ever reaches the verifier, and the verifier's exit is trusted because no
+solution code runs in it.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import json
+import os
+import random
+import sys
+from typing import Any
+
+_MAX_DEPTH = 200
+_SEED = 20240601  # the same random stream in both runs, so tests that draw inputs agree
+
+
+class Unencodable(Exception):
+    """A value that is not plain builtin data."""
+
+
+class TraceMismatch(BaseException):
+    """The verifier's test made a call the log does not hold (not catchable by ``except Exception``)."""
+
+
+def encode(value: Any, depth: int = 0) -> Any:
+    """``value`` as tagged JSON data; only exact builtin types (no subclasses) are accepted.
+
+    >>> encode([1, (2.5, "a")])
+    {'l': [{'i': '0x1'}, {'t': [{'f': '0x1.4000000000000p+1'}, {'s': 'a'}]}]}
+    """
+    if depth > _MAX_DEPTH:
+        raise Unencodable("nested too deeply")
+    kind = type(value)
+    if value is None:
+        return None
+    if kind is bool:
+        return {"b": value}
+    if kind is int:
+        return {"i": hex(value)}
+    if kind is float:
+        return {"f": value.hex()}
+    if kind is complex:
+        return {"c": [value.real.hex(), value.imag.hex()]}
+    if kind is str:
+        return {"s": value}
+    if kind is bytes:
+        return {"y": value.hex()}
+    if kind is list or kind is tuple or kind is set or kind is frozenset:
+        tag = {list: "l", tuple: "t", set: "e", frozenset: "z"}[kind]
+        return {tag: [encode(item, depth + 1) for item in value]}
+    if kind is dict:
+        return {"d": [[encode(key, depth + 1), encode(item, depth + 1)] for key, item in value.items()]}
+    raise Unencodable(kind.__name__)
+
+
+def decode(data: Any, depth: int = 0) -> Any:
+    """The plain value ``encode`` produced (raises ``ValueError`` for anything else)."""
+    if depth > _MAX_DEPTH:
+        raise ValueError("nested too deeply")
+    if data is None:
+        return None
+    if type(data) is not dict or len(data) != 1:
+        raise ValueError("not an encoded value")
+    (tag, body), = data.items()
+    if tag == "b" and type(body) is bool:
+        return body
+    if tag == "i" and type(body) is str:
+        return int(body, 16)
+    if tag == "f" and type(body) is str:
+        return float.fromhex(body)
+    if tag == "c" and type(body) is list and len(body) == 2:
+        return complex(float.fromhex(body[0]), float.fromhex(body[1]))
+    if tag == "s" and type(body) is str:
+        return body
+    if tag == "y" and type(body) is str:
+        return bytes.fromhex(body)
+    if tag in ("l", "t", "e", "z") and type(body) is list:
+        items = [decode(item, depth + 1) for item in body]
+        return {"l": list, "t": tuple, "e": set, "z": frozenset}[tag](items)
+    if tag == "d" and type(body) is list:
+        return {decode(pair[0], depth + 1): decode(pair[1], depth + 1) for pair in body}
+    raise ValueError(f"bad tag {tag!r}")
+
+
+def _encode_argument(value: Any) -> Any:
+    if isinstance(value, _Handle):  # both sides' handles carry their number
+        return {"handle": value._number}
+    try:
+        return encode(value)
+    except (Unencodable, RecursionError, ValueError):
+        return {"opaque": type(value).__name__ if type(value).__module__ == "builtins" else "object"}
+
+
+def _encode_call(args: tuple, kwargs: dict) -> Any:
+    return [[_encode_argument(arg) for arg in args], [[key, _encode_argument(v)] for key, v in kwargs.items()]]
+
+
+def referenced_names(test_code: str) -> set[str]:
+    """Names the test code reads (it may also define some of them; those are then its own)."""
+    return {node.id for node in ast.walk(ast.parse(test_code)) if isinstance(node, ast.Name)}
+
+
+class _Handle:
+    """An object the solution returned that is not plain data: only its methods can be called."""
+
+    def __init__(self, log: Any, number: int, target: Any = None) -> None:
+        self._log, self._number, self._target = log, number, target
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return self._log.attribute(self, name)
+
+
+# -------------------------------------------------------------------------------- candidate run
+
+
+class _CandidateLog:
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+        self.handles: list[Any] = []
+
+    def recorder(self, callee: list, target: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            record: dict[str, Any] = {"callee": callee, "call": _encode_call(args, kwargs)}
+            self.records.append(record)
+            args = tuple(arg._target if isinstance(arg, _Handle) else arg for arg in args)
+            state = random.getstate()  # the solution's draws must not shift the test's random stream
+            try:
+                result = target(*args, **kwargs)
+            except Exception as error:
+                kind = type(error)
+                record["raise"] = kind.__name__ if getattr(builtins, kind.__name__, None) is kind else "Exception"
+                raise
+            finally:
+                random.setstate(state)
+            record["after"] = _encode_call(args, kwargs)
+            try:
+                record["result"] = encode(result)
+            except (Unencodable, RecursionError, ValueError):
+                self.handles.append(result)
+                record["result"] = {"handle": len(self.handles) - 1}
+                return _Handle(self, len(self.handles) - 1, result)
+            return decode(record["result"])
+
+        return call
+
+    def attribute(self, handle: _Handle, name: str) -> Any:
+        value = getattr(handle._target, name)
+        if callable(value):
+            return self.recorder(["method", handle._number, name], value)
+        record: dict[str, Any] = {"callee": ["attribute", handle._number, name]}
+        self.records.append(record)
+        record["result"] = encode(value)
+        return decode(record["result"])
+
+
+def run_candidate(solution: str, test_code: str, nonce: str) -> None:
+    """Run the solution, then the test against recorders; print ``nonce`` and the log as the last line."""
+    write, stdout_fd = os.write, 1
+    log = _CandidateLog()
+    values: dict[str, Any] = {}
+    names: list[str] = []
+    try:
+        namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
+        exec(compile(solution, "solution.py", "exec"), namespace)
+        test_namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
+        for name in sorted(referenced_names(test_code) & namespace.keys()):
+            if name.startswith("__"):
+                continue
+            value = namespace[name]
+            if callable(value):
+                names.append(name)
+                test_namespace[name] = log.recorder(["name", name], value)
+            else:
+                with _suppress():
+                    values[name] = encode(value)
+                    test_namespace[name] = decode(values[name])
+        random.seed(_SEED)
+        exec(compile(test_code, "tests.py", "exec"), test_namespace)
+    except BaseException:  # noqa: BLE001 - whatever happened, the log so far is the answer
+        pass
+    finally:
+        try:
+            line = json.dumps({"names": names, "values": values, "records": log.records})
+        except BaseException:  # noqa: BLE001
+            line = "{}"
+        write(stdout_fd, ("\n" + nonce + line + "\n").encode("utf-8", errors="surrogatepass"))
+
+
+class _suppress:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, error: Any, traceback: Any) -> bool:
+        return kind is not None and issubclass(kind, (Unencodable, RecursionError, ValueError))
+
+
+# -------------------------------------------------------------------------------- verifier run
+
+
+class _VerifierLog:
+    def __init__(self, records: list) -> None:
+        self.records = records
+        self.position = 0
+
+    def take(self, callee: list) -> dict:
+        if self.position >= len(self.records):
+            raise TraceMismatch("the solution made no such call")
+        record = self.records[self.position]
+        if type(record) is not dict or record.get("callee") != callee:
+            raise TraceMismatch(f"expected a call to {callee}")
+        self.position += 1
+        return record
+
+    def stub(self, callee: list) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            record = self.take(callee)
+            if record.get("call") != _encode_call(args, kwargs):
+                raise TraceMismatch("called with other arguments than in the candidate run")
+            if "raise" in record:
+                kind = getattr(builtins, str(record["raise"]), None)
+                if isinstance(kind, type) and issubclass(kind, Exception):
+                    raise kind("raised by the solution")
+                raise RuntimeError("raised by the solution")
+            if "result" not in record:
+                raise TraceMismatch("the call did not return")
+            _apply_mutations(args, record.get("after"))
+            result = record["result"]
+            if type(result) is dict and set(result) == {"handle"} and type(result["handle"]) is int:
+                return _Handle(self, result["handle"])
+            return decode(result)
+
+        return call
+
+    def attribute(self, handle: _Handle, name: str) -> Any:
+        callee = ["attribute", handle._number, name]
+        if self.position < len(self.records) and self.records[self.position].get("callee") == callee:
+            return decode(self.take(callee).get("result"))
+        return self.stub(["method", handle._number, name])
+
+
+def _apply_mutations(args: tuple, after: Any) -> None:
+    """Replay in-place changes the solution made to list, dict and set arguments."""
+    if type(after) is not list or len(after) != 2 or type(after[0]) is not list or len(after[0]) != len(args):
+        raise TraceMismatch("bad argument record")
+    for arg, encoded in zip(args, after[0], strict=True):
+        kind = type(arg)
+        if kind not in (list, dict, set):
+            continue
+        new = decode(encoded)
+        if type(new) is not kind:
+            raise TraceMismatch("argument changed type")
+        if new != arg:
+            if kind is list:
+                arg[:] = new
+            else:
+                arg.clear()
+                arg.update(new)
+
+
+def run_verifier(test_code: str, marker: str) -> None:
+    """Run the test against the log read from stdin; print ``marker`` when it ran to its end."""
+    trace = json.loads(sys.stdin.read())
+    log = _VerifierLog(trace["records"] if type(trace.get("records")) is list else [])
+    namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
+    for name in trace.get("names", []):
+        if type(name) is str and name.isidentifier():
+            namespace[name] = log.stub(["name", name])
+    for name, value in dict(trace.get("values", {})).items():
+        if type(name) is str and name.isidentifier():
+            namespace[name] = decode(value)
+    random.seed(_SEED)
+    exec(compile(test_code, "tests.py", "exec"), namespace)
+    print(marker)
