@@ -147,8 +147,12 @@ def _passes_asserts(sandbox: Sandbox, program: str, test: AssertTest, deadline: 
     """Two runs (see :mod:`reward_funcs._call_trace`): the solution answers the test's calls, then a run
     that never executes the solution replays those answers through the test and gives the verdict."""
     nonce = f"call-log-{secrets.token_hex(16)}:"
+    try:
+        view = _call_trace.candidate_view(test.code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False  # the test itself does not compile; the verifier could not run it either
     candidate = _run_before(
-        sandbox, deadline, f"{_CALL_TRACE_RUNTIME}\nrun_candidate({program!r}, {test.code!r}, {nonce!r})\n"
+        sandbox, deadline, f"{_CALL_TRACE_RUNTIME}\nrun_candidate({program!r}, {view!r}, {nonce!r})\n"
     )
     if isinstance(candidate, str) or candidate.setup_error:
         return candidate if isinstance(candidate, str) else None
