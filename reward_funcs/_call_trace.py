@@ -247,9 +247,11 @@ def run_candidate(solution: str, test_code: str, nonce: str) -> None:
                 names.append(name)
                 test_namespace[name] = log.recorder(["name", name], value)
             else:
-                with _suppress():
+                try:
                     values[name] = encode(value)
-                    test_namespace[name] = decode(values[name])
+                except (Unencodable, RecursionError, ValueError):
+                    continue  # not plain data: the test cannot use it (NameError in the verifier)
+                test_namespace[name] = decode(values[name])
         random.seed(_SEED)
         exec(compile(test_code, "tests.py", "exec"), test_namespace)
     except BaseException:  # noqa: BLE001 - whatever happened, the log so far is the answer
@@ -260,14 +262,6 @@ def run_candidate(solution: str, test_code: str, nonce: str) -> None:
         except BaseException:  # noqa: BLE001
             line = "{}"
         write(stdout_fd, ("\n" + nonce + line + "\n").encode("utf-8", errors="surrogatepass"))
-
-
-class _suppress:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: Any, error: Any, traceback: Any) -> bool:
-        return kind is not None and issubclass(kind, (Unencodable, RecursionError, ValueError))
 
 
 # -------------------------------------------------------------------------------- verifier run
@@ -309,7 +303,8 @@ class _VerifierLog:
 
     def attribute(self, handle: _Handle, name: str) -> Any:
         callee = ["attribute", handle._number, name]
-        if self.position < len(self.records) and self.records[self.position].get("callee") == callee:
+        upcoming = self.records[self.position] if self.position < len(self.records) else None
+        if type(upcoming) is dict and upcoming.get("callee") == callee:
             return decode(self.take(callee).get("result"))
         return self.stub(["method", handle._number, name])
 

@@ -5,13 +5,19 @@ Test cases come from a ``verification_info`` column (a dict or its JSON string) 
 * stdin/stdout pairs (open-r1 style): ``{"language": "python", "test_cases": [{"type": "stdin_stdout",
   "input": "1 2\\n", "output": "3\\n"}]}``: the program reads ``input`` and must print ``output``
   (every line compared; trailing whitespace per line and trailing blank lines are ignored) and exit 0.
-* asserts: ``{"test_cases": [{"type": "assert", "code": "assert add(1, 2) == 3"}]}``: the snippet is
-  appended after the solution and must run to its end: a random marker printed after the snippet must
-  appear, so exiting early (``sys.exit(0)``, ``os._exit(0)``) does not pass. The marker is in the
-  program's own file, so a program that reads its own source could still fake it, and objects with a
-  rigged ``__eq__`` fool ``assert f() == x``; stdin/stdout tests have neither weakness.
+* asserts: ``{"test_cases": [{"type": "assert", "code": "assert add(1, 2) == 3"}]}``: judged in two
+  sandboxed runs (:mod:`reward_funcs._call_trace`). The first runs the solution and the test's calls into
+  it (each ``assert`` reduced to its non-literal operands, so expected values stay out of the solution's
+  process) and logs every call's arguments and returned value as plain data. The second never runs the
+  solution: it runs the test code with the solution's names answering from that log, and its verdict is
+  whether the test ran to its end. Nothing the solution prints, patches or intercepts (markers, exit
+  codes, ``sys.excepthook``, ``sys.settrace``, builtins, objects with a rigged ``__eq__``, ``int``
+  subclasses) reaches the verdict; only the plain values it returns do. Objects that are not plain data
+  (instances of the solution's classes) cross as opaque handles whose methods can be called but which
+  equal nothing. The test's calls must be deterministic (``random`` is seeded alike in both runs).
 
-Every test runs in its own sandboxed process (see :mod:`reward_funcs.sandbox`), a few at a time.
+Every test runs in its own sandboxed process (see :mod:`reward_funcs.sandbox`), ``num_workers`` at a
+time, the whole batch under ``batch_timeout`` seconds (rows left unfinished score None).
 Rows without usable test cases score None (unscorable); completions without a code block score 0.
 """
 
