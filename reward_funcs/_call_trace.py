@@ -77,7 +77,7 @@ def decode(data: Any, depth: int = 0) -> Any:
         return None
     if type(data) is not dict or len(data) != 1:
         raise ValueError("not an encoded value")
-    (tag, body), = data.items()
+    ((tag, body),) = data.items()
     if tag == "b" and type(body) is bool:
         return body
     if tag == "i" and type(body) is str:
@@ -108,7 +108,10 @@ def _encode_argument(value: Any) -> Any:
 
 
 def _encode_call(args: tuple, kwargs: dict) -> Any:
-    return [[_encode_argument(arg) for arg in args], [[key, _encode_argument(v)] for key, v in kwargs.items()]]
+    return [
+        [_encode_argument(arg) for arg in args],
+        [[key, _encode_argument(v)] for key, v in kwargs.items()],
+    ]
 
 
 def referenced_names(test_code: str) -> set[str]:
@@ -161,8 +164,27 @@ def _operands(expression: ast.expr) -> list[ast.expr]:
 # Builtins an assert wraps around the solution's answer (``abs(f(x) - 0.5) < 1e-6``): only their
 # arguments need evaluating in the candidate run, which keeps the expected value out of it.
 _PURE_BUILTINS = frozenset(
-    {"abs", "len", "round", "sorted", "set", "frozenset", "list", "tuple", "str", "int", "float", "bool",
-     "sum", "min", "max", "repr", "type", "isinstance", "dict"}
+    {
+        "abs",
+        "len",
+        "round",
+        "sorted",
+        "set",
+        "frozenset",
+        "list",
+        "tuple",
+        "str",
+        "int",
+        "float",
+        "bool",
+        "sum",
+        "min",
+        "max",
+        "repr",
+        "type",
+        "isinstance",
+        "dict",
+    }
 )
 
 
@@ -204,7 +226,9 @@ class _CandidateLog:
                 result = target(*args, **kwargs)
             except Exception as error:
                 kind = type(error)
-                record["raise"] = kind.__name__ if getattr(builtins, kind.__name__, None) is kind else "Exception"
+                record["raise"] = (
+                    kind.__name__ if getattr(builtins, kind.__name__, None) is kind else "Exception"
+                )
                 raise
             finally:
                 random.setstate(state)

@@ -200,38 +200,42 @@ def score_programs(
     """Fraction of its tests each program passes (None without tests, 0.0 without a program), and how
     many rows the ``deadline`` (``time.monotonic()``) left unfinished (scored None).
 
-    Every (program, test) pair is an independent sandboxed job; ``num_workers`` of them run at once,
-    first tests of every row first, so that ``stop_at_first_failure`` (all-or-nothing scores) skips a
-    failed row's remaining tests early.
+    Every (program, test) pair is an independent sandboxed job, ``num_workers`` of them at once. With
+    ``stop_at_first_failure`` (all-or-nothing scores) a job is a whole row instead, its tests run one
+    after another up to the first failure, so that a failed row costs no further runs.
     """
-    jobs = [
-        (row, test)
-        for index in range(max((len(row_tests or ()) for row_tests in tests), default=0))
+    rows = [
+        row
         for row, (program, row_tests) in enumerate(zip(programs, tests, strict=True))
-        if program is not None and row_tests and index < len(row_tests)
-        for test in (row_tests[index],)
+        if program is not None and row_tests
     ]
+    jobs: list[tuple[int, list[TestCase]]] = (
+        [(row, list(tests[row] or ())) for row in rows]
+        if stop_at_first_failure
+        else [(row, [test]) for row in rows for test in tests[row] or ()]
+    )
     passed = [0] * len(programs)
     broken: set[int] = set()  # rows whose sandbox run failed: unscorable
     unfinished: set[int] = set()
     failed: set[int] = set()
     lock = threading.Lock()
 
-    def run(job: tuple[int, TestCase]) -> None:
-        row, test = job
-        with lock:
-            if row in broken or row in unfinished or (stop_at_first_failure and row in failed):
-                return
-        outcome = passes(sandbox, programs[row] or "", test, deadline)
-        with lock:
-            if outcome is None:
-                broken.add(row)
-            elif outcome == UNFINISHED:
-                unfinished.add(row)
-            elif outcome:
-                passed[row] += 1
-            else:
-                failed.add(row)
+    def run(job: tuple[int, list[TestCase]]) -> None:
+        row, job_tests = job
+        for test in job_tests:
+            with lock:
+                if row in broken or row in unfinished or (stop_at_first_failure and row in failed):
+                    return
+            outcome = passes(sandbox, programs[row] or "", test, deadline)
+            with lock:
+                if outcome is None:
+                    broken.add(row)
+                elif outcome == UNFINISHED:
+                    unfinished.add(row)
+                elif outcome:
+                    passed[row] += 1
+                else:
+                    failed.add(row)
 
     if jobs:
         with ThreadPoolExecutor(max_workers=max(1, min(num_workers, len(jobs)))) as pool:
@@ -270,7 +274,9 @@ def _score_completions(
     if callable(log_metric):
         log_metric("code/unfinished", float(late))
     if late:
-        logger.warning("code reward: %d of %d rows unfinished after %.0fs (None)", late, size, settings.batch_timeout)
+        logger.warning(
+            "code reward: %d of %d rows unfinished after %.0fs (None)", late, size, settings.batch_timeout
+        )
     if all_or_nothing:
         return [None if score is None else float(score == 1.0) for score in scores]
     return scores
@@ -289,8 +295,12 @@ def _settings(
     workers = DEFAULT_NUM_WORKERS if num_workers is None else num_workers
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"code reward: num_workers must be a positive integer, got {num_workers!r}")
-    if batch_timeout is not None and not (isinstance(batch_timeout, int | float) and 0 < batch_timeout < math.inf):
-        raise ValueError(f"code reward: batch_timeout must be positive seconds or None, got {batch_timeout!r}")
+    if batch_timeout is not None and not (
+        isinstance(batch_timeout, int | float) and 0 < batch_timeout < math.inf
+    ):
+        raise ValueError(
+            f"code reward: batch_timeout must be positive seconds or None, got {batch_timeout!r}"
+        )
     return _Settings(Limits(wall_seconds=time_limit, memory_mb=memory_limit_mb), workers, batch_timeout)
 
 
