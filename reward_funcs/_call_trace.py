@@ -114,9 +114,40 @@ def _encode_call(args: tuple, kwargs: dict) -> Any:
     ]
 
 
-def referenced_names(test_code: str) -> set[str]:
-    """Names the test code reads (it may also define some of them; those are then its own)."""
-    return {node.id for node in ast.walk(ast.parse(test_code)) if isinstance(node, ast.Name)}
+def solution_names(test_code: str) -> set[str]:
+    """The names the test code reads but neither binds itself nor gets from the builtins: the solution's.
+
+    >>> sorted(solution_names("import math\\ndef check(f):\\n    assert abs(f(2) - math.pi) < EPS\\ncheck(area)"))
+    ['EPS', 'area']
+    """
+    tree = ast.parse(test_code)
+    read, bound = set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            (read if isinstance(node.ctx, ast.Load) else bound).add(node.id)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            bound.add(node.name)
+        elif isinstance(node, ast.alias):
+            bound.add((node.asname or node.name).split(".")[0])
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            bound.add(node.name)
+        elif isinstance(node, ast.Global | ast.Nonlocal):
+            bound.update(node.names)
+    return {name for name in read - bound if not hasattr(builtins, name) and not name.startswith("__")}
+
+
+# Exceptions a logged call may re-raise in the verifier: builtin ones that cannot end a loop silently.
+def _replayable_exception(name: Any) -> type[Exception]:
+    kind = getattr(builtins, name, None) if type(name) is str else None
+    if (
+        isinstance(kind, type)
+        and issubclass(kind, Exception)
+        and not issubclass(kind, StopIteration | StopAsyncIteration)
+    ):
+        return kind
+    return RuntimeError
 
 
 def candidate_view(test_code: str) -> str:
@@ -207,6 +238,12 @@ class _Handle:
             raise AttributeError(name)
         return self._log.attribute(self, name)
 
+    def _no_value(self, *args: Any) -> Any:
+        raise TypeError("an object returned by the solution is not plain data: it has no value to test")
+
+    __eq__ = __ne__ = __bool__ = __len__ = __iter__ = __index__ = __float__ = __int__ = _no_value  # type: ignore[assignment]
+    __hash__ = object.__hash__
+
 
 # -------------------------------------------------------------------------------- candidate run
 
@@ -225,10 +262,7 @@ class _CandidateLog:
             try:
                 result = target(*args, **kwargs)
             except Exception as error:
-                kind = type(error)
-                record["raise"] = (
-                    kind.__name__ if getattr(builtins, kind.__name__, None) is kind else "Exception"
-                )
+                record["raise"] = _replayable_exception(type(error).__name__).__name__
                 raise
             finally:
                 random.setstate(state)
@@ -263,9 +297,7 @@ def run_candidate(solution: str, test_code: str, nonce: str) -> None:
         namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
         exec(compile(solution, "solution.py", "exec"), namespace)
         test_namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
-        for name in sorted(referenced_names(test_code) & namespace.keys()):
-            if name.startswith("__"):
-                continue
+        for name in sorted(solution_names(test_code) & namespace.keys()):
             value = namespace[name]
             if callable(value):
                 names.append(name)
@@ -311,10 +343,7 @@ class _VerifierLog:
             if record.get("call") != _encode_call(args, kwargs):
                 raise TraceMismatch("called with other arguments than in the candidate run")
             if "raise" in record:
-                kind = getattr(builtins, str(record["raise"]), None)
-                if isinstance(kind, type) and issubclass(kind, Exception):
-                    raise kind("raised by the solution")
-                raise RuntimeError("raised by the solution")
+                raise _replayable_exception(record["raise"])("raised by the solution")
             if "result" not in record:
                 raise TraceMismatch("the call did not return")
             _apply_mutations(args, record.get("after"))
@@ -357,11 +386,12 @@ def run_verifier(test_code: str, marker: str) -> None:
     trace = json.loads(sys.stdin.read())
     log = _VerifierLog(trace["records"] if type(trace.get("records")) is list else [])
     namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
+    allowed = solution_names(test_code)  # a log naming a builtin or a name of the test's gets nothing
     for name in trace.get("names", []):
-        if type(name) is str and name.isidentifier():
+        if type(name) is str and name in allowed:
             namespace[name] = log.stub(["name", name])
     for name, value in dict(trace.get("values", {})).items():
-        if type(name) is str and name.isidentifier():
+        if type(name) is str and name in allowed:
             namespace[name] = decode(value)
     random.seed(_SEED)
     exec(compile(test_code, "tests.py", "exec"), namespace)

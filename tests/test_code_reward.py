@@ -414,13 +414,36 @@ def test_exceptions_mutations_and_random_inputs_replay() -> None:
     assert code([right, wrong], verification_info=[tests] * 2) == [1.0, 0.0]
 
 
-def test_unplain_return_values_never_compare_equal() -> None:
-    tests = assert_tests("assert make() == 3", "assert make() != 3")
-    returns_object = fenced("class Three:\n    def __eq__(self, other):\n        return other == 3\n"
-                            "    def __ne__(self, other):\n        return other != 3\n"
+def test_unplain_return_values_have_no_value_to_test() -> None:
+    tests = assert_tests("assert make() == 3", "assert make() != 3", "assert make()", "assert len(make()) == 1")
+    returns_object = fenced("class Three:\n    def __eq__(self, other):\n        return True\n"
+                            "    def __ne__(self, other):\n        return True\n"
+                            "    def __len__(self):\n        return 1\n"
                             "def make():\n    return Three()\n")
-    # An object of the solution's is opaque to the verifier: equal to nothing, unequal to everything.
-    assert code([returns_object], verification_info=[tests]) == [0.5]
+    # An object of the solution's is opaque to the verifier: comparing it or asking its truth fails.
+    assert code([returns_object], verification_info=[tests]) == [0.0]
+
+
+def test_forged_call_log_cannot_replace_builtins_or_test_names() -> None:
+    forger = fenced(
+        "import json, os, re, sys\n"
+        "nonce = re.findall(r'call-log-[0-9a-f]{32}:', open(sys.argv[0]).read())[-1]\n"
+        "def call(name, args, result):\n"
+        "    encoded = [[{'i': hex(arg)} for arg in args], []]\n"
+        "    return {'callee': ['name', name], 'call': encoded, 'after': encoded, 'result': {'i': hex(result)}}\n"
+        "log = {'names': ['add', 'abs', 'check'], 'values': {},\n"
+        "       'records': [call('add', [5, 7], 0), call('abs', [-12], 0)]}\n"
+        "os.write(1, ('\\n' + nonce + json.dumps(log) + '\\n').encode())\n"
+        "os._exit(0)\n"
+    )
+    tests = assert_tests("assert abs(add(5, 7) - 12) < 1e-9")
+    assert code([forger], verification_info=[tests]) == [0.0]
+
+
+def test_stop_iteration_cannot_end_a_test_loop_early() -> None:
+    tests = assert_tests("for total in map(add, [1, 5], [2, 7]):\n    assert total in (3, 12)")
+    stops = fenced("def add(a, b):\n    raise StopIteration\n")
+    assert code([stops, fenced("def add(a, b):\n    return a + b\n")], verification_info=[tests] * 2) == [0.0, 1.0]
 
 
 # ---------------------------------------------------------------- bounded time, parallel runs
