@@ -306,7 +306,9 @@ def _settings(
 
 # Sandboxed runs mostly wait on process setup and I/O, so a few more than the cores keeps them busy.
 DEFAULT_NUM_WORKERS = min(8, 2 * (os.cpu_count() or 1))
-DEFAULT_BATCH_TIMEOUT = 120.0
+# No batch deadline unless asked (training passes the recipe's `reward_batch_timeout`): evaluation
+# verifies whole benchmarks in one call, and every run is bounded by `time_limit` anyway.
+DEFAULT_BATCH_TIMEOUT: float | None = None
 
 
 @register("code")
