@@ -414,6 +414,12 @@ def test_exceptions_mutations_and_random_inputs_replay() -> None:
     assert code([right, wrong], verification_info=[tests] * 2) == [1.0, 0.0]
 
 
+def test_short_circuited_calls_of_the_candidate_run_are_skipped() -> None:
+    tests = assert_tests("assert add(1, 2) == 3 or add(2, 2) == 5\nassert add(5, 7) == 12 and add(0, 0) == 0")
+    right, wrong = fenced("def add(a, b):\n    return a + b\n"), fenced("def add(a, b):\n    return 12\n")
+    assert code([right, wrong], verification_info=[tests] * 2) == [1.0, 0.0]
+
+
 def test_unplain_return_values_have_no_value_to_test() -> None:
     tests = assert_tests("assert make() == 3", "assert make() != 3", "assert make()", "assert len(make()) == 1")
     returns_object = fenced("class Three:\n    def __eq__(self, other):\n        return True\n"
