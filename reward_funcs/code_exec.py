@@ -272,7 +272,7 @@ def _score_completions(
     )
     log_metric = kwargs.get("log_metric")
     if callable(log_metric):
-        log_metric("code/unfinished", float(late))
+        log_metric(f"{'binary_code' if all_or_nothing else 'code'}/unfinished", float(late))
     if late:
         logger.warning(
             "code reward: %d of %d rows unfinished after %.0fs (None)", late, size, settings.batch_timeout
@@ -324,7 +324,8 @@ def code(
     """Fraction of the row's tests passed by the last Python block of each completion.
 
     ``num_workers`` sandboxed runs at once; rows not done ``batch_timeout`` seconds after the call score
-    None and are counted in the ``code/unfinished`` metric (through TRL's ``log_metric``).
+    None and are counted in the ``code/unfinished`` metric (through TRL's ``log_metric``; for
+    :func:`binary_code` it is ``binary_code/unfinished``).
 
     >>> completion = "```python\\na, b = map(int, input().split())\\nprint(a + b)\\n```"
     >>> info = {"test_cases": [{"type": "stdin_stdout", "input": "1 2\\n", "output": "3\\n"},
