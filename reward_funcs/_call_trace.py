@@ -69,6 +69,41 @@ def encode(value: Any, depth: int = 0) -> Any:
     raise Unencodable(kind.__name__)
 
 
+def as_plain(value: Any, depth: int = 0) -> Any:
+    """``value`` with instances of builtin subclasses (``defaultdict``, ``Counter``, named tuples,
+    ``IntEnum``) turned into their base type, read through the base type's own methods so that no
+    override of the subclass runs; anything else is left as it is (``encode`` then refuses it).
+
+    >>> import collections
+    >>> as_plain(collections.Counter("aab")), as_plain(collections.namedtuple("P", "x y")(1, 2))
+    ({'a': 2, 'b': 1}, (1, 2))
+    """
+    if depth > _MAX_DEPTH:
+        raise Unencodable("nested too deeply")
+    for base, convert in _BASE_CONVERSIONS:
+        if isinstance(value, base):
+            return convert(value, depth + 1)
+    return value
+
+
+_BASE_CONVERSIONS: tuple[tuple[type, Any], ...] = (
+    (bool, lambda value, depth: bool(int.__index__(value))),
+    (int, lambda value, depth: int.__index__(value)),
+    (float, lambda value, depth: float.__add__(value, 0.0)),
+    (complex, lambda value, depth: complex.__add__(value, 0j)),
+    (str, lambda value, depth: str.__getitem__(value, slice(None))),
+    (bytes, lambda value, depth: bytes.__getitem__(value, slice(None))),
+    (list, lambda value, depth: [as_plain(item, depth) for item in list.__iter__(value)]),
+    (tuple, lambda value, depth: tuple(as_plain(item, depth) for item in tuple.__iter__(value))),
+    (set, lambda value, depth: {as_plain(item, depth) for item in set.__iter__(value)}),
+    (frozenset, lambda value, depth: frozenset(as_plain(item, depth) for item in frozenset.__iter__(value))),
+    (
+        dict,
+        lambda value, depth: {as_plain(k, depth): as_plain(v, depth) for k, v in dict.items(value)},
+    ),
+)
+
+
 def decode(data: Any, depth: int = 0) -> Any:
     """The plain value ``encode`` produced (raises ``ValueError`` for anything else)."""
     if depth > _MAX_DEPTH:
@@ -268,7 +303,7 @@ class _CandidateLog:
                 random.setstate(state)
             record["after"] = _encode_call(args, kwargs)
             try:
-                record["result"] = encode(result)
+                record["result"] = encode(as_plain(result))
             except (Unencodable, RecursionError, ValueError):
                 self.handles.append(result)
                 record["result"] = {"handle": len(self.handles) - 1}

@@ -12,7 +12,8 @@ Test cases come from a ``verification_info`` column (a dict or its JSON string) 
   solution: it runs the test code with the solution's names answering from that log, and its verdict is
   whether the test ran to its end. Nothing the solution prints, patches or intercepts (markers, exit
   codes, ``sys.excepthook``, ``sys.settrace``, builtins, objects with a rigged ``__eq__``, ``int``
-  subclasses) reaches the verdict; only the plain values it returns do. Objects that are not plain data
+  subclasses) reaches the verdict; only the plain values it returns do (instances of builtin subclasses
+  such as ``Counter`` or named tuples count by their base value). Objects that are not plain data
   (instances of the solution's classes) cross as opaque handles whose methods can be called but which
   equal nothing. The test's calls must be deterministic (``random`` is seeded alike in both runs).
 

@@ -420,6 +420,19 @@ def test_short_circuited_calls_of_the_candidate_run_are_skipped() -> None:
     assert code([right, wrong], verification_info=[tests] * 2) == [1.0, 0.0]
 
 
+def test_builtin_subclasses_are_compared_by_their_plain_value() -> None:
+    tests = assert_tests("assert histogram('a b a') == {'a': 2, 'b': 1}", "assert point() == (1, 2)",
+                         "assert half(3) == 1.5", "assert name() == 'ok'")
+    honest = fenced("import collections\ndef histogram(text):\n    return collections.Counter(text.split())\n"
+                    "def point():\n    return collections.namedtuple('P', 'x y')(1, 2)\n"
+                    "class Half(float):\n    pass\ndef half(n):\n    return Half(n / 2)\n"
+                    "class Name(str):\n    def __eq__(self, other):\n        return True\n"
+                    "    __hash__ = str.__hash__\ndef name():\n    return Name('ok')\n")
+    rigged = fenced("class Name(str):\n    def __eq__(self, other):\n        return True\n"
+                    "    __hash__ = str.__hash__\ndef name():\n    return Name('no')\n")
+    assert code([honest, rigged], verification_info=[tests] * 2) == [1.0, 0.0]
+
+
 def test_unplain_return_values_have_no_value_to_test() -> None:
     tests = assert_tests("assert make() == 3", "assert make() != 3", "assert make()", "assert len(make()) == 1")
     returns_object = fenced("class Three:\n    def __eq__(self, other):\n        return True\n"
