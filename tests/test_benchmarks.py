@@ -90,7 +90,7 @@ def test_gpqa_answer_letter_is_verified() -> None:
 def test_humaneval_canonical_solutions_pass_and_broken_ones_fail() -> None:
     rows = load_humaneval()
     assert len(rows) == 164 and len(set(rows["entry_point"])) > 150
-    code = reward_funcs.get("code", max_workers=2)
+    code = reward_funcs.get("code", num_workers=4)
     infos = list(rows["verification_info"])
     started = time.perf_counter()
     canonical = code([fenced(solution) for solution in rows["solution"]], verification_info=infos)

@@ -20,6 +20,8 @@ MODULES = [
     "r1_trl.data.builders",
     "r1_trl.metrics",
     "reward_funcs.reasoning_gym",
+    "reward_funcs._call_trace",
+    "reward_funcs.code_exec",
     "r1_trl.cards",
     "r1_trl.stages.cold_start_data",
     "r1_trl.stages.rejection_sampling",
