@@ -200,13 +200,20 @@ def generation_device() -> torch.device:
     return torch.device("cpu")
 
 
+def sampling_dtype(engine: EngineSettings) -> str:
+    """The recipe's dtype, with "auto" resolved as the field documents for both backends: bfloat16 with a GPU,
+    float32 without (vLLM's own "auto" would run a float32 checkpoint in bfloat16 on CPU)."""
+    if engine.dtype != "auto":
+        return engine.dtype
+    return "bfloat16" if torch.cuda.is_available() else "float32"
+
+
 def load_for_generation(model: str, engine: EngineSettings) -> PreTrainedModel:
     """A plain (never ZeRO-3-partitioned) copy of ``model`` on this process's device, in the recipe dtype."""
     from transformers import AutoModelForCausalLM
 
-    dtype = engine.dtype if engine.dtype != "auto" else ("bfloat16" if torch.cuda.is_available() else "float32")
     with outside_zero3():
-        loaded = AutoModelForCausalLM.from_pretrained(model, dtype=getattr(torch, dtype))
+        loaded = AutoModelForCausalLM.from_pretrained(model, dtype=getattr(torch, sampling_dtype(engine)))
     return loaded.to(generation_device())
 
 
@@ -293,7 +300,7 @@ def vllm_engine(model: str, engine: EngineSettings) -> Any:
             tensor_parallel_size=engine.vllm_tensor_parallel_size,
             gpu_memory_utilization=engine.vllm_gpu_memory_utilization,
             max_model_len=engine.vllm_max_model_length,
-            dtype=engine.dtype,
+            dtype=sampling_dtype(engine),
             distributed_executor_backend="external_launcher",
             seed=rank // engine.vllm_tensor_parallel_size,  # the same within a tensor-parallel group
         )
@@ -306,10 +313,14 @@ def _generate_vllm(
     from vllm import SamplingParams
 
     # No per-request seed: the engine is seeded (a per-request seed crashes vLLM's CPU sampler).
-    params = SamplingParams(n=settings.num_samples, max_tokens=settings.max_new_tokens,
+    # Greedy decoding draws one completion per prompt (vLLM refuses n > 1 without sampling) and repeats it.
+    greedy = settings.temperature == 0
+    params = SamplingParams(n=1 if greedy else settings.num_samples, max_tokens=settings.max_new_tokens,
                             temperature=settings.temperature, top_p=settings.top_p)  # fmt: skip
     requests = [{"prompt_token_ids": ids} for ids in prompt_ids]
     results: list[Any] = vllm_engine(model, engine).generate(requests, params, use_tqdm=False)
+    if greedy:
+        return [[result.outputs[0].text] * settings.num_samples for result in results]
     return [[choice.text for choice in result.outputs] for result in results]
 
 
