@@ -108,3 +108,95 @@ def test_evaluation_samples_match_transformers_and_survive_a_rebuild(engine_call
     # float32 on both sides; kernels differ, so a near-tie between two tokens may rarely break differently
     assert same >= 0.9 * len(prompts), [(v[0], h[0]) for v, h in zip(vllm_greedy, hf_greedy, strict=True) if v != h]
     assert engine_calls.prompt_ids[0] == generation.prompt_token_ids(tokenizer, prompts)
+
+
+def grpo_config(output_dir: Path, **overrides: Any) -> Any:
+    from r1_trl.configs import R1GRPOConfig
+
+    fields: dict[str, Any] = dict(
+        output_dir=str(output_dir), model_name_or_path="tiny", max_steps=2, per_device_train_batch_size=8,
+        num_generations=4, max_completion_length=16, train_size=16, eval_size=12, eval_num_samples=2,
+        eval_max_new_tokens=32, logging_steps=1, report_to="none", save_strategy="no", use_cpu=True, bf16=False,
+        torch_num_threads=1, generation_backend="vllm", vllm_gpu_memory_utilization=MEMORY_SHARE,
+        vllm_max_model_length=512,
+    )  # fmt: skip
+    return R1GRPOConfig(**{**fields, **overrides})
+
+
+def test_r1_zero_stage_evaluates_with_vllm_and_releases_it_before_the_trainer(engine_calls, tmp_path, monkeypatch):
+    from datasets import load_from_disk
+
+    from r1_trl.data.builders import PromptSpec, build_prompt_datasets
+    from r1_trl.stages import r1_zero
+
+    config = grpo_config(tmp_path / "stage", prompt_template="chat")  # conversational: TRL's chat tokenization
+    at_build: dict[str, Any] = {}
+
+    class ObservedTrainer(r1_zero.R1GRPOTrainer):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            at_build["engines"], at_build["status"] = dict(generation._VLLM_ENGINES), process_status()
+            super().__init__(*args, **kwargs)
+            held_out = build_prompt_datasets(PromptSpec.from_config(config))[1]
+            at_build["trl_prompt_ids"] = [list(ids) for ids in self._tokenize_prompts(list(held_out["prompt"]))[0]]
+
+    monkeypatch.setattr(r1_zero, "R1GRPOTrainer", ObservedTrainer)
+    results = r1_zero.run_grpo_stage(config)
+
+    assert at_build["engines"] == {}, "no sampling engine is alive when the trainer is built"
+    (rss_alive, threads_alive), (rss_built, threads_built) = engine_calls.status_after[0], at_build["status"]
+    print(f"engine alive: {rss_alive:.0f} MB, {threads_alive} threads; trainer built: {rss_built:.0f} MB, "
+          f"{threads_built} threads")  # fmt: skip
+    assert threads_built < threads_alive and rss_built < rss_alive - 100, "the engine's threads and memory are gone"
+    assert len(engine_calls.prompt_ids) == 2, "one vLLM evaluation before training, one after"
+    assert engine_calls.prompt_ids[0] == engine_calls.prompt_ids[1] == at_build["trl_prompt_ids"]
+    assert generation._VLLM_ENGINES == {}, "the stage released its last engine"
+    for when in ("before", "after"):  # the tiny base never saw a chat turn: its scores are near 0, not the point
+        assert 0.0 <= results[when]["accuracy"] <= 1.0 and 0.0 <= results[when]["format_rate"] <= 1.0
+    assert len(load_from_disk(results["datasets"]["eval_details"])) == config.eval_size
+    assert results["train"]["steps"] == 2
+
+
+def test_rejection_sampling_on_the_tiny_recipe_writes_vllm_samples(engine_calls, tmp_path):
+    from datasets import load_from_disk
+    from transformers import AutoTokenizer
+
+    from r1_trl.recipes import load_recipe
+    from r1_trl.stages import rejection_sampling as rs
+
+    # The tiny base (no chat turns in its pretraining) answers R1-Zero prompts; the recipe's chat prompts are for
+    # the reasoning-RL checkpoint the pipeline passes.
+    overrides = ["--output_dir", str(tmp_path / "rs"), "--train_size", "48", "--prompt_template", "r1_zero",
+                 "--generation_backend", "vllm", "--vllm_gpu_memory_utilization", str(MEMORY_SHARE),
+                 "--vllm_max_model_length", "512"]  # fmt: skip
+    config = load_recipe(REPO / "recipes" / "tiny" / "rejection_sampling.yaml", overrides, rs.CONFIG_CLASS)
+    results = rs.run(config)
+    release_engines()  # what the pipeline does after every stage
+
+    stats = results["stats"]
+    assert stats["generation"]["backend"] == "vllm" and stats["generated"] == stats["prompts"] * config.num_generations
+    assert stats["kept_reasoning"] >= 1 and len(load_from_disk(results["datasets"]["sft_mix"])) == stats["final_size"]
+    (sent,) = engine_calls.prompt_ids  # one engine call: every prompt, tokenized once as TRL tokenizes them
+    prompts, _ = rs.build_prompt_datasets(rs.PromptSpec.from_config(config))
+    tokenizer = AutoTokenizer.from_pretrained(results["source_checkpoint"])
+    assert sent == generation.prompt_token_ids(tokenizer, list(prompts["prompt"]))
+
+
+def test_trl_colocate_engine_cannot_reload_weights_on_cpu(engine_calls, tmp_path):
+    """TRL's `use_vllm: true, vllm_mode: colocate` builds its engine on CPU, but the first GRPO step fails: the
+    CPU build packs every linear layer's weight into its GEMM kernel after loading and leaves an empty
+    ``Parameter`` without a ``weight_loader`` (vllm/model_executor/layers/utils.py,
+    `dispatch_cpu_unquantized_gemm`), so TRL's in-place `sync_weights` cannot load the policy's new weights.
+    Should a CPU build keep loadable weights, this test fails: then make it a real colocated GRPO step."""
+    from r1_trl.data.builders import PromptSpec, build_prompt_datasets
+    from r1_trl.trainers import R1GRPOTrainer
+
+    config = grpo_config(tmp_path / "colocate", use_vllm=True, vllm_mode="colocate", max_steps=1)
+    train, _ = build_prompt_datasets(PromptSpec.from_config(config))
+    trainer = R1GRPOTrainer(model=resolve_model("tiny")[0], args=config, train_dataset=train)
+    engine_model = trainer.vllm_generation.llm.llm_engine.model_executor.driver_worker.model_runner.model
+    packed = engine_model.model.layers[0].self_attn.qkv_proj.weight
+    assert packed.numel() == 0 and not hasattr(packed, "weight_loader"), "the CPU build keeps its linear weights"
+    with pytest.raises(AttributeError, match="'Parameter' object has no attribute 'weight_loader'") as failure:
+        trainer.train()
+    assert any(entry.name == "sync_weights" for entry in failure.traceback), "fails while TRL loads the weights"
+    assert engine_calls.prompt_ids == [], "no completion was generated with stale weights"
