@@ -159,6 +159,10 @@ def generate_sharded(
     per_batch = settings.prompts_per_batch
     batches = [(start, min(start + per_batch, len(prompts))) for start in range(0, len(prompts), per_batch)]
     mine = _contiguous_share(len(batches), shard, num_shards)
+    if num_shards > 1 and resolve_backend(model, engine) == "vllm":
+        # Engines set up their process groups collectively over the launch: every rank builds its engine now,
+        # also one without a share (alone, the others would wait for it forever).
+        vllm_engine(str(model), engine)
     local: list[tuple[int, list[str]]] = []
     if mine:
         first, last = batches[mine.start][0], batches[mine.stop - 1][1]
@@ -277,6 +281,7 @@ def _generate_transformers(
 
 # ---- vLLM ------------------------------------------------------------------------------------------------
 _VLLM_ENGINES: dict[tuple[str, EngineSettings], Any] = {}
+_ON_LAUNCH_GROUP: set[tuple[str, EngineSettings]] = set()  # engines built inside a launch's process group
 
 
 def vllm_engine(model: str, engine: EngineSettings) -> Any:
@@ -295,6 +300,8 @@ def vllm_engine(model: str, engine: EngineSettings) -> Any:
         os.environ.setdefault("LOCAL_RANK", str(rank))
         os.environ.setdefault("WORLD_SIZE", str(world))
         ensure_master_addr_port()  # TRL's: a free rendezvous port unless a launcher set one
+        if torch.distributed.is_initialized():
+            _ON_LAUNCH_GROUP.add(key)
         _VLLM_ENGINES[key] = LLM(
             model=model,
             tensor_parallel_size=engine.vllm_tensor_parallel_size,
@@ -328,7 +335,10 @@ def release_engines() -> int:
     """Shut down this process's vLLM engines and free their memory; returns how many were released."""
     released = len(_VLLM_ENGINES)
     if released:
+        for key, llm in _VLLM_ENGINES.items():
+            _shut_down(llm, keep_default_group=key in _ON_LAUNCH_GROUP)
         _VLLM_ENGINES.clear()
+        _ON_LAUNCH_GROUP.clear()
         try:
             from vllm.distributed.parallel_state import destroy_model_parallel
 
@@ -337,6 +347,29 @@ def release_engines() -> int:
             logger.debug("vLLM model-parallel teardown: %s", error)
     free_memory()
     return released
+
+
+def _shut_down(llm: Any, keep_default_group: bool) -> None:
+    """Shut ``llm`` down now rather than whenever it is collected. vLLM's in-process engine then tears down
+    the distributed environment, default process group included: under a launch that group is the launch's
+    own (the engine joined it), and later collectives and trainers need it, so it is kept."""
+    shutdown = getattr(getattr(getattr(llm, "llm_engine", None), "engine_core", None), "shutdown", None)
+    if shutdown is None:  # a vLLM without an in-process engine client: collection frees it
+        return
+    if not keep_default_group:
+        shutdown()
+        return
+    destroy = torch.distributed.destroy_process_group
+
+    def destroy_all_but_default(group: Any = None) -> None:
+        if group is not None and group is not torch.distributed.GroupMember.WORLD:
+            destroy(group)
+
+    torch.distributed.destroy_process_group = destroy_all_but_default
+    try:
+        shutdown()
+    finally:
+        torch.distributed.destroy_process_group = destroy
 
 
 def free_memory() -> None:

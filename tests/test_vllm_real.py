@@ -16,7 +16,10 @@ vllm_real`` there. Where vLLM is not installed (the main environment) the module
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,12 +57,10 @@ class EngineCalls:
     status_after: list[tuple[float, int]] = field(default_factory=list)
 
 
-@pytest.fixture
-def engine_calls(monkeypatch: pytest.MonkeyPatch) -> Any:
+def recording_generate(calls: EngineCalls) -> Any:
+    """vLLM's ``LLM.generate``, recording into ``calls``."""
     import vllm
 
-    saved = {name: os.environ[name] for name in LAUNCHER_VARIABLES if name in os.environ}
-    calls = EngineCalls()
     real_generate = vllm.LLM.generate
 
     def recorded(self: Any, prompts: Any, *args: Any, **kwargs: Any) -> Any:
@@ -68,7 +69,16 @@ def engine_calls(monkeypatch: pytest.MonkeyPatch) -> Any:
         calls.status_after.append(process_status())
         return outputs
 
-    monkeypatch.setattr(vllm.LLM, "generate", recorded)
+    return recorded
+
+
+@pytest.fixture
+def engine_calls(monkeypatch: pytest.MonkeyPatch) -> Any:
+    import vllm
+
+    saved = {name: os.environ[name] for name in LAUNCHER_VARIABLES if name in os.environ}
+    calls = EngineCalls()
+    monkeypatch.setattr(vllm.LLM, "generate", recording_generate(calls))
     yield calls
     release_engines()
     for name in LAUNCHER_VARIABLES:  # engines set them, as TRL's do; later tests must not see a launch
@@ -157,19 +167,25 @@ def test_r1_zero_stage_evaluates_with_vllm_and_releases_it_before_the_trainer(en
     assert results["train"]["steps"] == 2
 
 
+def rejection_sampling_recipe(output_dir: Path) -> Any:
+    """The tiny rejection-sampling recipe, smaller, sampling with vLLM. The tiny base (no chat turns in its
+    pretraining) answers R1-Zero prompts; the recipe's chat prompts are for the reasoning-RL checkpoint."""
+    from r1_trl.recipes import load_recipe
+    from r1_trl.stages import rejection_sampling as rs
+
+    overrides = ["--output_dir", str(output_dir), "--train_size", "48", "--prompt_template", "r1_zero",
+                 "--generation_backend", "vllm", "--vllm_gpu_memory_utilization", str(MEMORY_SHARE),
+                 "--vllm_max_model_length", str(ENGINE.vllm_max_model_length)]  # fmt: skip
+    return load_recipe(REPO / "recipes" / "tiny" / "rejection_sampling.yaml", overrides, rs.CONFIG_CLASS)
+
+
 def test_rejection_sampling_on_the_tiny_recipe_writes_vllm_samples(engine_calls, tmp_path):
     from datasets import load_from_disk
     from transformers import AutoTokenizer
 
-    from r1_trl.recipes import load_recipe
     from r1_trl.stages import rejection_sampling as rs
 
-    # The tiny base (no chat turns in its pretraining) answers R1-Zero prompts; the recipe's chat prompts are for
-    # the reasoning-RL checkpoint the pipeline passes.
-    overrides = ["--output_dir", str(tmp_path / "rs"), "--train_size", "48", "--prompt_template", "r1_zero",
-                 "--generation_backend", "vllm", "--vllm_gpu_memory_utilization", str(MEMORY_SHARE),
-                 "--vllm_max_model_length", "512"]  # fmt: skip
-    config = load_recipe(REPO / "recipes" / "tiny" / "rejection_sampling.yaml", overrides, rs.CONFIG_CLASS)
+    config = rejection_sampling_recipe(tmp_path / "rs")
     results = rs.run(config)
     release_engines()  # what the pipeline does after every stage
 
@@ -201,3 +217,73 @@ def test_trl_colocate_engine_cannot_reload_weights_on_cpu(engine_calls, tmp_path
         trainer.train()
     assert any(entry.name == "sync_weights" for entry in failure.traceback), "fails while TRL loads the weights"
     assert engine_calls.prompt_ids == [], "no completion was generated with stale weights"
+
+
+TWO_RANKS = 2
+
+
+@pytest.mark.multiprocess
+def test_two_ranks_each_build_an_engine_and_sample_their_share(tiny, tmp_path):
+    """``torchrun`` with 2 CPU processes: each rank builds its own engine (``external_launcher``), as TRL's
+    colocated ranks do, samples only its share, and every rank gets all groups back. Releasing the engines
+    keeps the launch's process group (vLLM's teardown would destroy it), so rejection sampling, next, can
+    gather and write its dataset once; one batch for two ranks does not hang the rank that has it."""
+    from transformers import AutoTokenizer
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    for name in LAUNCHER_VARIABLES:
+        env.pop(name, None)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(TWO_RANKS),
+               __file__, tiny, str(tmp_path)]  # fmt: skip
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+
+    ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in range(TWO_RANKS)]
+    prompts = SHARDING_PROMPTS
+    tokenizer = AutoTokenizer.from_pretrained(tiny)
+    expected = generation.prompt_token_ids(tokenizer, prompts)
+    assert ranks[0]["sent"] + ranks[1]["sent"] == expected, "each rank's engine got its half, in order"
+    assert len(ranks[0]["sent"]) == len(ranks[1]["sent"]) == len(prompts) // 2
+    greedy = generation.generate(tiny, tokenizer, prompts, SHARDING_SETTINGS, EngineSettings(backend="transformers"))
+    assert ranks[0]["groups"] == ranks[1]["groups"] == greedy, "all groups on every rank, as one process samples"
+    assert ranks[0]["lone"] == ranks[1]["lone"] == greedy[:1], "a rank without a share does not stall the launch"
+    stats = json.loads((tmp_path / "rs" / "datasets" / "sft_mix" / "stats.json").read_text())
+    assert stats["generation"]["processes"] == TWO_RANKS and stats["generation"]["backend"] == "vllm"
+    assert stats["kept_reasoning"] >= 1 and [r["rs_rows"] for r in ranks] == [stats["final_size"], None]
+    assert not list((tmp_path / "rs" / "datasets").glob(".sft_mix.*")), "no staging folder left behind"
+
+
+SHARDING_SETTINGS = SamplingSettings(num_samples=2, max_new_tokens=24, temperature=0.0, batch_size=2)
+SHARDING_PROMPTS: list[Any] = [f"What is {a} + {a + 1}?" for a in range(6)] + [
+    [{"role": "user", "content": f"What is {a} * 3?"}] for a in range(6)
+]
+
+
+def _two_rank_worker(model: str, output_dir: str) -> None:
+    import vllm
+    from transformers import AutoTokenizer
+
+    from r1_trl.distributed import exit_distributed, launch_state
+    from r1_trl.stages import rejection_sampling as rs
+
+    state = launch_state()
+    calls = EngineCalls()
+    vllm.LLM.generate = recording_generate(calls)
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    groups = generation.generate_sharded(model, tokenizer, SHARDING_PROMPTS, SHARDING_SETTINGS, ENGINE)
+    sent = [ids for call in calls.prompt_ids for ids in call]
+    release_engines()  # as before a trainer: the launch's process group must survive it
+    results = rs.run(rejection_sampling_recipe(Path(output_dir, "rs")))
+    release_engines()
+    # one batch for two ranks: the rank without a share must still take part in the engine's set-up
+    lone = generation.generate_sharded(model, tokenizer, SHARDING_PROMPTS[:1], SHARDING_SETTINGS, ENGINE)
+    release_engines()
+    stats = results.get("stats")
+    Path(output_dir, f"rank{state.process_index}.json").write_text(json.dumps(
+        {"groups": groups, "sent": sent, "rs_rows": stats["final_size"] if stats else None, "lone": lone}))
+    sys.exit(exit_distributed(0))
+
+
+if __name__ == "__main__":
+    _two_rank_worker(sys.argv[1], sys.argv[2])
