@@ -9,6 +9,8 @@ vllm_real`` there. Where vLLM is not installed (the main environment) the module
   trainer is built (its threads and memory are gone) and the prompt token ids the engine received are the ones
   TRL's trainer builds for the same prompts;
 * rejection sampling on the tiny recipe writes its dataset from vLLM samples;
+* two ranks (``torchrun``): one engine per rank, each samples its share, the launch's process group outlives
+  the engines, a rank without a share does not stall the others;
 * TRL's own colocated engine (``use_vllm: true, vllm_mode: colocate``): built on CPU, but the CPU build cannot
   load new weights into it (see `test_trl_colocate_engine_cannot_reload_weights_on_cpu`).
 """
