@@ -159,6 +159,10 @@ def generate_sharded(
     per_batch = settings.prompts_per_batch
     batches = [(start, min(start + per_batch, len(prompts))) for start in range(0, len(prompts), per_batch)]
     mine = _contiguous_share(len(batches), shard, num_shards)
+    if num_shards > 1 and resolve_backend(model, engine) == "vllm":
+        # Engines set up their process groups collectively over the launch: every rank builds its engine now,
+        # also one without a share (alone, the others would wait for it forever).
+        vllm_engine(str(model), engine)
     local: list[tuple[int, list[str]]] = []
     if mine:
         first, last = batches[mine.start][0], batches[mine.stop - 1][1]
@@ -200,13 +204,20 @@ def generation_device() -> torch.device:
     return torch.device("cpu")
 
 
+def sampling_dtype(engine: EngineSettings) -> str:
+    """The recipe's dtype, with "auto" resolved as the field documents for both backends: bfloat16 with a GPU,
+    float32 without (vLLM's own "auto" would run a float32 checkpoint in bfloat16 on CPU)."""
+    if engine.dtype != "auto":
+        return engine.dtype
+    return "bfloat16" if torch.cuda.is_available() else "float32"
+
+
 def load_for_generation(model: str, engine: EngineSettings) -> PreTrainedModel:
     """A plain (never ZeRO-3-partitioned) copy of ``model`` on this process's device, in the recipe dtype."""
     from r1_trl.adapters import load_causal_lm
 
-    dtype = engine.dtype if engine.dtype != "auto" else ("bfloat16" if torch.cuda.is_available() else "float32")
     with outside_zero3():
-        loaded = load_causal_lm(model, dtype=getattr(torch, dtype))  # an adapter: merged into its base
+        loaded = load_causal_lm(model, dtype=getattr(torch, sampling_dtype(engine)))  # an adapter: merged into its base
     return loaded.to(generation_device())
 
 
@@ -270,6 +281,7 @@ def _generate_transformers(
 
 # ---- vLLM ------------------------------------------------------------------------------------------------
 _VLLM_ENGINES: dict[tuple[str, EngineSettings], Any] = {}
+_ON_LAUNCH_GROUP: set[tuple[str, EngineSettings]] = set()  # engines built inside a launch's process group
 
 
 def vllm_engine(model: str, engine: EngineSettings) -> Any:
@@ -288,6 +300,8 @@ def vllm_engine(model: str, engine: EngineSettings) -> Any:
         os.environ.setdefault("LOCAL_RANK", str(rank))
         os.environ.setdefault("WORLD_SIZE", str(world))
         ensure_master_addr_port()  # TRL's: a free rendezvous port unless a launcher set one
+        if torch.distributed.is_initialized():
+            _ON_LAUNCH_GROUP.add(key)
         from r1_trl.adapters import full_model_path
 
         _VLLM_ENGINES[key] = LLM(
@@ -295,7 +309,7 @@ def vllm_engine(model: str, engine: EngineSettings) -> Any:
             tensor_parallel_size=engine.vllm_tensor_parallel_size,
             gpu_memory_utilization=engine.vllm_gpu_memory_utilization,
             max_model_len=engine.vllm_max_model_length,
-            dtype=engine.dtype,
+            dtype=sampling_dtype(engine),
             distributed_executor_backend="external_launcher",
             seed=rank // engine.vllm_tensor_parallel_size,  # the same within a tensor-parallel group
         )
@@ -308,10 +322,14 @@ def _generate_vllm(
     from vllm import SamplingParams
 
     # No per-request seed: the engine is seeded (a per-request seed crashes vLLM's CPU sampler).
-    params = SamplingParams(n=settings.num_samples, max_tokens=settings.max_new_tokens,
+    # Greedy decoding draws one completion per prompt (vLLM refuses n > 1 without sampling) and repeats it.
+    greedy = settings.temperature == 0
+    params = SamplingParams(n=1 if greedy else settings.num_samples, max_tokens=settings.max_new_tokens,
                             temperature=settings.temperature, top_p=settings.top_p)  # fmt: skip
     requests = [{"prompt_token_ids": ids} for ids in prompt_ids]
     results: list[Any] = vllm_engine(model, engine).generate(requests, params, use_tqdm=False)
+    if greedy:
+        return [[result.outputs[0].text] * settings.num_samples for result in results]
     return [[choice.text for choice in result.outputs] for result in results]
 
 
@@ -319,7 +337,10 @@ def release_engines() -> int:
     """Shut down this process's vLLM engines and free their memory; returns how many were released."""
     released = len(_VLLM_ENGINES)
     if released:
+        for key, llm in _VLLM_ENGINES.items():
+            _shut_down(llm, keep_default_group=key in _ON_LAUNCH_GROUP)
         _VLLM_ENGINES.clear()
+        _ON_LAUNCH_GROUP.clear()
         try:
             from vllm.distributed.parallel_state import destroy_model_parallel
 
@@ -328,6 +349,29 @@ def release_engines() -> int:
             logger.debug("vLLM model-parallel teardown: %s", error)
     free_memory()
     return released
+
+
+def _shut_down(llm: Any, keep_default_group: bool) -> None:
+    """Shut ``llm`` down now rather than whenever it is collected. vLLM's in-process engine then tears down
+    the distributed environment, default process group included: under a launch that group is the launch's
+    own (the engine joined it), and later collectives and trainers need it, so it is kept."""
+    shutdown = getattr(getattr(getattr(llm, "llm_engine", None), "engine_core", None), "shutdown", None)
+    if shutdown is None:  # a vLLM without an in-process engine client: collection frees it
+        return
+    if not keep_default_group:
+        shutdown()
+        return
+    destroy = torch.distributed.destroy_process_group
+
+    def destroy_all_but_default(group: Any = None) -> None:
+        if group is not None and group is not torch.distributed.GroupMember.WORLD:
+            destroy(group)
+
+    torch.distributed.destroy_process_group = destroy_all_but_default
+    try:
+        shutdown()
+    finally:
+        torch.distributed.destroy_process_group = destroy
 
 
 def free_memory() -> None:

@@ -60,7 +60,7 @@ from r1_trl.generation import (
     SamplingSettings,
     generate,
     generate_sharded,
-    vllm_available,
+    resolve_backend,
 )
 from r1_trl.stages.common import (
     RESULTS_FILE,
@@ -617,6 +617,8 @@ def _stats(
         for i in kept:
             languages[rows[owners[i]]["language"]]["kept"] += 1
     reasoning_rows = len(kept)
+    # the backend `generate_sharded` sampled with (a Hub revision is sampled from the loaded model)
+    backend = "transformers" if config.model_revision else resolve_backend(model_path, EngineSettings.from_config(config))
     return {
         "stage": STAGE,
         "source_checkpoint": model_path,
@@ -629,7 +631,7 @@ def _stats(
             "top_p": config.top_p,
             "seed": config.seed,
             "prompt_template": config.prompt_template,
-            "backend": "vllm" if vllm_available() and not config.model_revision else "transformers",
+            "backend": backend,
             "processes": launch_state().num_processes,
             "dataset_name": config.dataset_name,
             "task_kwargs": config.task_kwargs,
