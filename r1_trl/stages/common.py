@@ -41,7 +41,8 @@ NOT_LOADED_PATTERNS = (
 
 
 def resolve_model(name_or_path: str, revision: str | None = None) -> tuple[str, str | None]:
-    """The model to load: 'tiny' -> the cached tiny base (built on first use); a Hub repo at a revision
+    """The model to load: 'tiny' -> the cached tiny base (built on first use); a `.gguf` file -> its
+    cached safetensors conversion (`r1_trl.models.gguf`); a Hub repo at a revision
     ('repo@rev', or `revision` = ``model_revision``) -> its files at that revision, downloaded into the
     Hugging Face cache (see `download_revision`); anything else unchanged. Returns (path or id, revision left
     to pass to ``from_pretrained``: None once resolved to a local folder).
@@ -52,6 +53,10 @@ def resolve_model(name_or_path: str, revision: str | None = None) -> tuple[str, 
         from r1_trl.models import load_or_build_tiny_base
 
         return str(load_or_build_tiny_base()), None
+    from r1_trl.models.gguf import converted_checkpoint, is_gguf_file
+
+    if is_gguf_file(name_or_path):
+        return str(converted_checkpoint(name_or_path)), None
     if Path(name_or_path).exists():
         return name_or_path, revision
     repo = name_or_path
