@@ -21,7 +21,7 @@ CHAIN_SUM = {"dataset_name": "reasoning_gym:chain_sum",
              "task_kwargs": {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1,
                              "question_template": "What is {expression}?"}}
 COMMON = {**CHAIN_SUM, "prompt_template": "chat", "seed": 1, "eval_size": 4, "eval_num_samples": 1,
-          "eval_max_new_tokens": 16, "use_cpu": True, "bf16": False, "gradient_checkpointing": False,
+          "eval_max_new_tokens": 32, "use_cpu": True, "bf16": False, "gradient_checkpointing": False,
           "save_strategy": "no", "report_to": "none", "logging_steps": 1, "torch_num_threads": 2}
 
 
