@@ -48,7 +48,8 @@ NOT_LOADED_PATTERNS = (
 def resolve_model(
     name_or_path: str, revision: str | None = None, field: str = "model_name_or_path"
 ) -> tuple[str, str | None]:
-    """The model to load: 'tiny' -> the cached tiny base (built on first use); a Hub repo at a revision
+    """The model to load: 'tiny' -> the cached tiny base (built on first use); a `.gguf` file -> its
+    cached safetensors conversion (`r1_trl.models.gguf`); a Hub repo at a revision
     ('repo@rev', or `revision` = ``model_revision``) -> its files at that revision, downloaded into the
     Hugging Face cache (see `download_revision`); a LoRA adapter folder -> a merged copy of it (see
     `r1_trl.adapters.full_model_path`); anything else unchanged. Returns (path or id, revision left
@@ -64,6 +65,10 @@ def resolve_model(
         from r1_trl.models import load_or_build_tiny_base
 
         return str(load_or_build_tiny_base()), None
+    from r1_trl.models.gguf import converted_checkpoint, is_gguf_file
+
+    if is_gguf_file(name_or_path):
+        return str(converted_checkpoint(name_or_path)), None
     if Path(name_or_path).exists():
         return full_model_path(name_or_path), revision
     repo = name_or_path
