@@ -216,8 +216,13 @@ def train_rl_twin(config: distill.DistillConfig, settings: TwinSettings, student
 
     def build_trainer(trainer_args: R1GRPOConfig, callbacks: list) -> Trainer:
         extra = [clock] + ([time_budget] if time_budget else [])
-        return R1GRPOTrainer(model=student_path, args=trainer_args, train_dataset=train, processing_class=tokenizer,
-                             callbacks=[*callbacks, *extra])  # fmt: skip
+        trainer = R1GRPOTrainer(model=student_path, args=trainer_args, train_dataset=train, processing_class=tokenizer,
+                                callbacks=[*callbacks, *extra])  # fmt: skip
+        if time_budget:
+            # The runner times ``trainer.train()`` as a whole, set-up before the first step included (as it timed
+            # the student's): the budget runs from here, or the twin overruns by its own set-up time.
+            time_budget.start()
+        return trainer
 
     def plot(history: list, path: Path, before: dict, after: dict) -> Any:
         return plot_training_curves(history, path, f"{TWIN_STAGE}: GRPO rewards", held_out={"before": before, "after": after})

@@ -7,24 +7,21 @@ TRL's own ``grpo.py``/``sft.py`` scripts read them; `PeftArguments` is mixed int
 
 A stage trained with ``use_peft`` saves the adapter (``adapter_config.json`` + ``adapter_model.safetensors``)
 as its ``checkpoint/``; with ``merge_adapter`` it saves the merged full model there instead and keeps the
-adapter in ``adapter/``. Whatever reads a checkpoint afterwards (held-out evaluation, a later stage, vLLM) goes
-through `full_model_path` or `load_causal_lm`, which merge an adapter into its base: in memory for
-transformers generation, into a cached folder for anything that needs a path.
+adapter in ``adapter/`` (`r1_trl.checkpoints` saves, merges and loads them).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from trl import ModelConfig
+
+from r1_trl.errors import TINY_MODEL, RecipeError
 
 logger = logging.getLogger(__name__)
 
@@ -73,8 +70,6 @@ class PeftArguments:
     )
 
     def validate_peft_fields(self) -> None:
-        from r1_trl.configs import RecipeError
-
         if self.lora_r < 1:
             raise RecipeError(f"lora_r: must be >= 1, got {self.lora_r}")
         if not 0.0 <= self.lora_dropout < 1.0:
@@ -172,8 +167,6 @@ def describe_adapter(path: str | os.PathLike[str]) -> dict[str, Any] | None:
 def record_base(path: str | os.PathLike[str], model_name_or_path: str, revision: str | None) -> None:
     """Record in ``adapter_config.json`` the base as the recipe names it (a Hub id, not the local cache folder
     the trainer loaded), so a pushed adapter loads anywhere. Local and built-in bases keep the loaded path."""
-    from r1_trl.configs import TINY_MODEL
-
     if model_name_or_path == TINY_MODEL or Path(model_name_or_path).exists():
         return
     repo, _, named_revision = model_name_or_path.partition("@")
@@ -191,134 +184,3 @@ def stage_adapter(output_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
         if described is not None:
             return {**described, "path": str(folder.resolve()), "merged": merged}
     return None
-
-
-# ---- saving a stage's trained model --------------------------------------------------------------------------
-def save_trained_model(trainer: Any, checkpoint: Path, tokenizer: Any) -> dict[str, Any]:
-    """Save the trained model as ``checkpoint`` with its tokenizer (every rank calls this: ZeRO-3 gathers).
-
-    A full-weight model is saved as is. An adapter is saved as is, or with ``merge_adapter`` into
-    ``output_dir/adapter`` and merged into its base as ``checkpoint``. Returns what was saved, for results.json.
-    """
-    args = trainer.args
-    if not getattr(args, "use_peft", False):
-        trainer.save_model(str(checkpoint))
-        if trainer.accelerator.is_main_process:
-            tokenizer.save_pretrained(checkpoint)
-        return {}
-    merge = getattr(args, "merge_adapter", False)
-    adapter_dir = checkpoint.parent / ADAPTER_DIR if merge else checkpoint
-    trainer.save_model(str(adapter_dir))
-    saved = {"adapter": str(adapter_dir.resolve()), "merged": merge, **trainable_parameters(trainer.model)}
-    if trainer.accelerator.is_main_process:
-        tokenizer.save_pretrained(adapter_dir)
-        record_base(adapter_dir, args.model_name_or_path, args.model_revision)
-        if merge:
-            merge_into(adapter_dir, checkpoint, tokenizer)
-    trainer.accelerator.wait_for_everyone()
-    return saved
-
-
-# What a checkpoint-N holds besides the model: the trainer's own state, not part of a saved model.
-TRAINER_ONLY_FILES = ("optimizer.pt", "scheduler.pt", "scaler.pt", "trainer_state.json", "training_args.bin")
-
-
-def save_model_files(saved: Path, checkpoint: Path, tokenizer: Any, args: Any) -> None:
-    """Write ``checkpoint`` from the model files of a trainer's ``checkpoint-N`` (main process), as
-    `save_trained_model` writes it from the trainer: the model or adapter, merged with ``merge_adapter``."""
-    merge = getattr(args, "merge_adapter", False) and is_adapter(saved)
-    target = checkpoint.parent / ADAPTER_DIR if merge else checkpoint
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
-    try:
-        for item in saved.iterdir():
-            if item.is_file() and item.name not in TRAINER_ONLY_FILES and not item.name.startswith("rng_state"):
-                shutil.copy2(item, staging / item.name)
-        tokenizer.save_pretrained(staging)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    if is_adapter(target):
-        record_base(target, args.model_name_or_path, args.model_revision)
-    if merge:
-        merge_into(target, checkpoint, tokenizer)
-
-
-def _merged_model(adapter_dir: str | os.PathLike[str], dtype: Any = None) -> Any:
-    """The adapter merged into its base, in memory (base resolved like any r1-trl model reference)."""
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
-
-    from r1_trl.stages.common import resolve_model
-
-    base, revision = adapter_base(adapter_dir)
-    base_path, base_revision = resolve_model(base, revision)
-    kwargs: dict[str, Any] = {"revision": base_revision} if base_revision else {}
-    model = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype if dtype is not None else "auto", **kwargs)
-    return PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
-
-
-def merge_into(adapter_dir: str | os.PathLike[str], target: str | os.PathLike[str], tokenizer: Any = None) -> Path:
-    """Write the adapter merged into its base as a full model folder ``target`` (atomically: staged, renamed)."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
-    try:
-        _merged_model(adapter_dir).save_pretrained(staging)
-        if tokenizer is None:
-            from transformers import AutoTokenizer
-
-            tokenizer = AutoTokenizer.from_pretrained(adapter_dir)
-        tokenizer.save_pretrained(staging)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
-
-
-# ---- loading what a checkpoint folder holds ------------------------------------------------------------------
-def load_causal_lm(path: str, **kwargs: Any) -> Any:
-    """``AutoModelForCausalLM.from_pretrained``, with an adapter folder merged into its base in memory."""
-    if is_adapter(path):
-        return _merged_model(path, kwargs.get("dtype"))
-    from transformers import AutoModelForCausalLM
-
-    return AutoModelForCausalLM.from_pretrained(path, **kwargs)
-
-
-def full_model_path(path: str, cache_dir: str | os.PathLike[str] | None = None) -> str:
-    """``path`` itself for a full model; for an adapter, a merged copy in the r1-trl cache, made on first use.
-
-    The cache entry is keyed by the adapter's absolute path and the size and time of its weights, so a
-    retrained adapter gets a fresh copy. Safe on several ranks at once: each stages its own copy and the
-    first rename wins.
-    """
-    if not is_adapter(path):
-        return path
-    from r1_trl.models.tiny import default_cache_dir
-
-    weights = sorted(Path(path).glob("adapter_model.*"))
-    stamp = [str(Path(path).resolve())] + [f"{w.name}:{w.stat().st_size}:{w.stat().st_mtime_ns}" for w in weights]
-    key = hashlib.sha256("|".join(stamp).encode()).hexdigest()[:16]
-    target = Path(cache_dir or default_cache_dir()) / MERGED_CACHE / key
-    if (target / "config.json").is_file():
-        return str(target)
-    logger.info("merging the adapter %s into its base for loading: %s", path, target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{key}.staging-", dir=target.parent))
-    try:
-        from transformers import AutoTokenizer
-
-        _merged_model(path).save_pretrained(staging)
-        AutoTokenizer.from_pretrained(path).save_pretrained(staging)
-        try:
-            os.replace(staging, target)
-        except OSError:  # another rank renamed its copy first
-            if not (target / "config.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return str(target)

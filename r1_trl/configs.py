@@ -19,17 +19,11 @@ from trl import GRPOConfig, SFTConfig
 import reward_funcs
 from r1_trl.adapters import PeftArguments
 from r1_trl.data.templates import TEMPLATES
+from r1_trl.errors import TINY_MODEL, RecipeError
 from r1_trl.targets import current_target, expects_gpu, planned_num_processes
-
-TINY_MODEL = "tiny"
-
 
 # Seconds a reward call may take on one training batch (64 completions of any content return within it).
 DEFAULT_REWARD_BATCH_TIMEOUT = 60.0
-
-
-class RecipeError(ValueError):
-    """A recipe field with an invalid value; the message starts with the field name."""
 
 
 def parse_dict(value: dict | str | None, name: str) -> dict[str, Any]:

@@ -214,7 +214,7 @@ def sampling_dtype(engine: EngineSettings) -> str:
 
 def load_for_generation(model: str, engine: EngineSettings) -> PreTrainedModel:
     """A plain (never ZeRO-3-partitioned) copy of ``model`` on this process's device, in the recipe dtype."""
-    from r1_trl.adapters import load_causal_lm
+    from r1_trl.checkpoints import load_causal_lm
 
     with outside_zero3():
         loaded = load_causal_lm(model, dtype=getattr(torch, sampling_dtype(engine)))  # an adapter: merged into its base
@@ -302,7 +302,7 @@ def vllm_engine(model: str, engine: EngineSettings) -> Any:
         ensure_master_addr_port()  # TRL's: a free rendezvous port unless a launcher set one
         if torch.distributed.is_initialized():
             _ON_LAUNCH_GROUP.add(key)
-        from r1_trl.adapters import full_model_path
+        from r1_trl.checkpoints import full_model_path
 
         _VLLM_ENGINES[key] = LLM(
             model=full_model_path(model),  # vLLM loads full models: an adapter is merged into its base first

@@ -12,7 +12,7 @@ import logging
 import os
 from pathlib import Path
 
-from r1_trl.configs import TINY_MODEL, RecipeError
+from r1_trl.errors import TINY_MODEL, RecipeError
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import torch
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from r1_trl import adapters
+from r1_trl import adapters, checkpoints
 from r1_trl.configs import R1GRPOConfig, RecipeError
 from r1_trl.generation import SamplingSettings, generate
 from r1_trl.models import load_or_build_tiny_base
@@ -104,7 +104,7 @@ def test_lora_sft_learns_and_the_adapter_saves_reloads_and_merges(
     assert losses[-1] < 0.1 * losses[0]
 
     checkpoint = tmp_path / "sft" / "checkpoint"
-    adapters.save_trained_model(trainer, checkpoint, tokenizer)
+    checkpoints.save_trained_model(trainer, checkpoint, tokenizer)
     adapter_dir = tmp_path / "sft" / adapters.ADAPTER_DIR
     assert adapters.is_adapter(adapter_dir) and not adapters.is_adapter(checkpoint)
     assert not (adapter_dir / "model.safetensors").exists()  # only the adapter's weights
@@ -115,7 +115,7 @@ def test_lora_sft_learns_and_the_adapter_saves_reloads_and_merges(
     expected = [row["completion"][0]["content"] for row in dataset]
     sampling = SamplingSettings(max_new_tokens=40, temperature=0)
     merged = AutoModelForCausalLM.from_pretrained(checkpoint)  # a plain full model
-    reloaded = adapters.load_causal_lm(str(adapter_dir))  # base + adapter, merged in memory
+    reloaded = checkpoints.load_causal_lm(str(adapter_dir))  # base + adapter, merged in memory
     for model in (merged, reloaded):
         assert [o[0].strip() for o in generate(model, tokenizer, dataset["prompt"], sampling)] == expected
     base = AutoModelForCausalLM.from_pretrained(tiny_model)
@@ -123,9 +123,9 @@ def test_lora_sft_learns_and_the_adapter_saves_reloads_and_merges(
 
     # A later stage (or vLLM) naming the adapter folder gets a merged copy, cached.
     cache = tmp_path / "cache"
-    path = adapters.full_model_path(str(adapter_dir), cache_dir=cache)
+    path = checkpoints.full_model_path(str(adapter_dir), cache_dir=cache)
     assert path != str(adapter_dir) and (Path(path) / "config.json").is_file()
-    assert adapters.full_model_path(str(adapter_dir), cache_dir=cache) == path
+    assert checkpoints.full_model_path(str(adapter_dir), cache_dir=cache) == path
     assert [o[0].strip() for o in generate(AutoModelForCausalLM.from_pretrained(path), tokenizer,
                                            dataset["prompt"], sampling)] == expected  # fmt: skip
     assert AutoTokenizer.from_pretrained(path).chat_template == tokenizer.chat_template
@@ -146,7 +146,7 @@ def test_adapter_records_the_hub_base_and_later_stages_load_it_merged(
     path, revision = resolve_model(str(checkpoint))  # what a later stage's model_name_or_path goes through
     assert revision is None and path.startswith(str(tmp_path / "cache")) and not adapters.is_adapter(path)
     merged = AutoModelForCausalLM.from_pretrained(path)
-    in_memory = adapters.load_causal_lm(str(checkpoint))
+    in_memory = checkpoints.load_causal_lm(str(checkpoint))
     ids = torch.tensor([tokenizer("What is 1 + 2?")["input_ids"]])
     assert torch.allclose(merged(ids).logits, in_memory(ids).logits, atol=1e-5)
 

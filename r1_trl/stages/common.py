@@ -15,8 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from r1_trl.adapters import full_model_path, save_model_files, save_trained_model
-from r1_trl.configs import TINY_MODEL
+from r1_trl.checkpoints import (  # noqa: F401  (re-exported: stages resolve models through here)
+    NOT_LOADED_PATTERNS,
+    download_revision,
+    resolve_model,
+    save_model_files,
+    save_trained_model,
+)
 from r1_trl.evaluation import EvalSettings, evaluate_model, split_eval_details
 from r1_trl.rundir import (  # noqa: F401  (re-exported: the stages read the layout through here too)
     CHECKPOINT_DIR,
@@ -37,67 +42,6 @@ from r1_trl.rundir import (  # noqa: F401  (re-exported: the stages read the lay
 
 if TYPE_CHECKING:
     from r1_trl.hub import StagePublisher
-
-# Files of a Hub model repo that `from_pretrained` never reads: other frameworks' weights, and trainer state
-# (optimizer, scheduler, RNG) that pushed checkpoints or training repos may carry.
-NOT_LOADED_PATTERNS = (
-    "*.h5", "*.msgpack", "*.onnx", "*.gguf", "*.ot", "*.tflite", "*.pt", "*.pth", "*.ckpt", "rng_state*",
-)
-
-
-def resolve_model(
-    name_or_path: str, revision: str | None = None, field: str = "model_name_or_path"
-) -> tuple[str, str | None]:
-    """The model to load: 'tiny' -> the cached tiny base (built on first use); a `.gguf` file -> its
-    cached safetensors conversion (`r1_trl.models.gguf`); a Hub repo at a revision
-    ('repo@rev', or `revision` = ``model_revision``) -> its files at that revision, downloaded into the
-    Hugging Face cache (see `download_revision`); a LoRA adapter folder -> a merged copy of it (see
-    `r1_trl.adapters.full_model_path`); anything else unchanged. Returns (path or id, revision left
-    to pass to ``from_pretrained``: None once resolved to a local folder).
-
-    A revision in the name and a different explicit `revision` contradict each other. A model that cannot be
-    found fails at once, naming `field` (`r1_trl.preflight.check_model_source`).
-    """
-    from r1_trl.preflight import check_model_source
-
-    check_model_source(name_or_path, revision, field)
-    if name_or_path == TINY_MODEL:
-        from r1_trl.models import load_or_build_tiny_base
-
-        return str(load_or_build_tiny_base()), None
-    from r1_trl.models.gguf import converted_checkpoint, is_gguf_file
-
-    if is_gguf_file(name_or_path):
-        return str(converted_checkpoint(name_or_path)), None
-    if Path(name_or_path).exists():
-        return full_model_path(name_or_path), revision
-    repo = name_or_path
-    if "@" in name_or_path:
-        repo, _, rev = name_or_path.partition("@")
-        if not repo or not rev:
-            raise ValueError(f"model_name_or_path: expected 'repo@revision', got {name_or_path!r}")
-        if revision and revision != rev:
-            raise ValueError(
-                f"model_revision: {revision!r} contradicts the revision in model_name_or_path {name_or_path!r}"
-            )
-        revision = rev
-    if revision is None:
-        return repo, None
-    return full_model_path(str(download_revision(repo, revision))), None
-
-
-def download_revision(repo_id: str, revision: str) -> Path:
-    """A Hub model repo at `revision` (branch, tag or commit) in the local Hugging Face cache: the snapshot
-    folder with what ``from_pretrained`` reads (`NOT_LOADED_PATTERNS` are skipped).
-
-    Everything downstream then loads a local folder, so nothing can fall back to the repo's ``main`` branch
-    (TRL's trainers read the config of a model id without its revision; in the branch layout of
-    ``r1_trl.hub``, ``main`` holds no model at all). Offline (``HF_HUB_OFFLINE=1``) a cached snapshot is used.
-    """
-    from huggingface_hub import snapshot_download
-
-    return Path(snapshot_download(repo_id, revision=revision, ignore_patterns=list(NOT_LOADED_PATTERNS)))
-
 
 def eval_settings(config: Any, language_metric: bool = False) -> EvalSettings:
     return EvalSettings(

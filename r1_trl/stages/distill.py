@@ -43,7 +43,8 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, Traine
 from trl import DistillationConfig, DistillationTrainer
 
 import reward_funcs
-from r1_trl.adapters import full_model_path, is_adapter
+from r1_trl.adapters import is_adapter
+from r1_trl.checkpoints import full_model_path
 from r1_trl.configs import TINY_MODEL, R1SFTConfig, RecipeError, parse_dict
 from r1_trl.data.builders import PromptSpec, build_prompt_datasets
 from r1_trl.data.selection import select_unique
