@@ -7,13 +7,15 @@ per-device memory ledger and fails as vLLM does when an engine asks for more tha
 * a training stage: no engine is alive when the trainer is built, and the post-training evaluation fits
   beside what the trainer leaves;
 * 8 simulated ranks (``torchrun``, CPU): sampling stages build one engine per local device, shard the
-  prompts, write their dataset once, and release every engine.
+  prompts, write their dataset once, and release every engine; rejection sampling's generative judge is
+  sampled by every rank too (engine set-up is collective: a judge on the main process alone would hang).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import weakref
@@ -125,13 +127,20 @@ def test_training_stage_releases_engines_around_the_trainer(fake_vllm, tiny_mode
 
 
 EIGHT_RANKS = 8
+# Open questions (no reference: only the judge can decide) beside checkable sums.
+JUDGED_PROBLEMS = [{"prompt": f"Name a primary color, answer {i}.", "solution": ""} for i in range(8)] + [
+    {"prompt": f"What is {a} + {a + 2}?", "solution": str(2 * a + 2)} for a in range(8)]
 
 
 @pytest.mark.slow
 @pytest.mark.multiprocess
 def test_eight_simulated_ranks_build_one_engine_per_device(tiny_model, tmp_path):
     ledger = tmp_path / "ledger.json"
+    open_problems = tmp_path / "open.jsonl"
+    open_problems.write_text("".join(json.dumps(row) + "\n" for row in JUDGED_PROBLEMS))
+    shutil.copytree(tiny_model, tmp_path / "judge")  # a model of its own: the judge gets its own engines
     env = {**os.environ, "FAKE_VLLM_LEDGER": str(ledger), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
+           "FAKE_VLLM_JOIN_SECONDS": "30",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(EIGHT_RANKS),
                __file__, str(tiny_model), str(tmp_path)]  # fmt: skip
@@ -140,10 +149,10 @@ def test_eight_simulated_ranks_build_one_engine_per_device(tiny_model, tmp_path)
     book = json.loads(ledger.read_text())
     assert book["live"] == {}, "every engine was released"
     table = []
-    for stage in ("generate_sharded", "rejection-sampling"):
+    for stage, engines in (("generate_sharded", 1), ("rejection-sampling", 1), ("rejection-sampling-judged", 2)):
         built = [e for e in book["events"] if e["stage"] == stage and e["event"] == "allocate"]
         devices = sorted(e["device"] for e in built)
-        assert devices == list(range(EIGHT_RANKS)), f"{stage}: one engine per local device, got {devices}"
+        assert devices == sorted(list(range(EIGHT_RANKS)) * engines), f"{stage}: {engines} per device, got {devices}"
         table.append(f"{stage:<20} engines built {len(built)}  peak per device "
                      f"{max(book['peak'].values()) / 2**30:.1f} GiB of 80")
     print("\n".join(table))
@@ -154,6 +163,10 @@ def test_eight_simulated_ranks_build_one_engine_per_device(tiny_model, tmp_path)
     stats = json.loads((tmp_path / "rs" / "datasets" / "sft_mix" / "stats.json").read_text())
     assert stats["generation"]["processes"] == EIGHT_RANKS and stats["kept_reasoning"] > 0
     assert not list((tmp_path / "rs" / "datasets").glob(".sft_mix.*")), "no staging folder left behind"
+    judged = json.loads((tmp_path / "rs-judged" / "datasets" / "sft_mix" / "stats.json").read_text())
+    assert judged["judge"]["judged"] > 0 and judged["judge"]["model"] == str(tmp_path / "judge"), judged["judge"]
+    assert judged["judge"]["yes"] + judged["judge"]["no"] + judged["judge"]["unclear"] == judged["judge"]["judged"]
+    assert judged["kept_reasoning"] > 0, judged["rejected"]
 
 
 def _eight_rank_worker(model: str, output_dir: str) -> None:
@@ -181,6 +194,13 @@ def _eight_rank_worker(model: str, output_dir: str) -> None:
         decontaminate=False, num_generations=2, language_candidates=["en"], max_new_tokens=256,
         prompt_template="chat", generation_backend="vllm", generation_batch_size=2, min_reasoning_rows=1,
         task_kwargs={"levels": [2]},
+    ))  # fmt: skip
+    os.environ["FAKE_VLLM_STAGE"] = "rejection-sampling-judged"
+    rs.run(rs.RejectionSamplingConfig(
+        model_name_or_path=model, output_dir=str(Path(output_dir, "rs-judged")), dataset_name=str(Path(output_dir,
+        "open.jsonl")), task_kwargs=None, train_size=None, eval_size=2, decontaminate=False, num_generations=2,
+        language_candidates=["en"], max_new_tokens=256, prompt_template="chat", generation_backend="vllm",
+        generation_batch_size=2, min_reasoning_rows=1, judge_model_name_or_path=str(Path(output_dir, "judge")),
     ))  # fmt: skip
     sys.exit(exit_distributed(0))
 

@@ -58,8 +58,8 @@ from r1_trl.generation import (
     EngineSettings,
     Prompt,
     SamplingSettings,
-    generate,
     generate_sharded,
+    release_engines,
     resolve_backend,
 )
 from r1_trl.stages.common import (
@@ -369,9 +369,15 @@ class JudgeSettings:
 
 
 def run_judge(
-    settings: JudgeSettings, problems: Sequence[str], references: Sequence[Any], responses: Sequence[str]
+    settings: JudgeSettings, problems: Sequence[str], references: Sequence[Any], responses: Sequence[str],
+    engine: EngineSettings | None = None,
 ) -> tuple[list[bool | None], list[str]]:
-    """Ask the judge model (greedy decoding) about each response; returns the parsed verdicts and raw outputs."""
+    """Ask the judge model (greedy decoding) about each response; returns the parsed verdicts and raw outputs.
+
+    Under a launch every rank calls this with the same responses and samples a share (`generate_sharded`):
+    vLLM engines are built collectively over the launch, so a judge engine on the main process alone would
+    wait for the other ranks forever.
+    """
     if not responses:
         return [], []
     model_path, revision = resolve_model(settings.model_name_or_path)
@@ -380,8 +386,8 @@ def run_judge(
     prompts = [judge_prompt(p, r, c, conversational) for p, r, c in zip(problems, references, responses, strict=True)]
     sampling = SamplingSettings(num_samples=1, max_new_tokens=settings.max_new_tokens, temperature=0.0,
                                 batch_size=settings.batch_size, seed=settings.seed)
-    outputs = [group[0] for group in generate(_loadable(model_path, revision), tokenizer, prompts, sampling,
-                                              show_progress=True)]
+    outputs = [group[0] for group in generate_sharded(_loadable(model_path, revision), tokenizer, prompts, sampling,
+                                                      engine or EngineSettings())]
     return [parse_verdict(output) for output in outputs], outputs
 
 
@@ -490,15 +496,18 @@ def run(config: RejectionSamplingConfig) -> dict[str, Any]:
     groups = generate_sharded(_loadable(model_path, revision), tokenizer, list(prompts["prompt"]), sampling,
                               EngineSettings.from_config(config))
     generation_seconds = time.perf_counter() - generation_started
-    if not state.is_main_process:
-        state.wait_for_everyone()  # until the main process has written the dataset
-        return {"stage": STAGE}
     if len(groups) != len(rows) or any(len(group) != k for group in groups):
         raise RuntimeError(f"generation returned {[len(g) for g in groups]} completions for {len(rows)} prompts x {k}")
-
     owners = [index for index in range(len(rows)) for _ in range(k)]
     texts = [text for group in groups for text in group]
     settings = FilterSettings.from_config(config)
+    if not state.is_main_process:
+        if config.judge_model_name_or_path:
+            judge_unverifiable(config, rows, owners, texts, None, settings.think_prefilled)  # its share of the judge
+        state.wait_for_everyone()  # until the main process has written the dataset
+        release_engines()
+        return {"stage": STAGE}
+
     checks = check_completions(
         texts,
         solutions=[rows[i].get("solution") for i in owners],
@@ -507,25 +516,10 @@ def run(config: RejectionSamplingConfig) -> dict[str, Any]:
         token_counts=_token_counts(tokenizer, texts),
         settings=settings,
     )
-    reasons = [check.reason for check in checks]
+    reasons: list[str | None] = [check.reason for check in checks]
     judge_stats: dict[str, Any] | None = None
     if config.judge_model_name_or_path:
-        pending = [i for i, reason in enumerate(reasons) if reason == "unverifiable"]
-        verdicts, _ = run_judge(
-            JudgeSettings(config.judge_model_name_or_path, config.judge_max_new_tokens,
-                          config.generation_batch_size, config.seed),
-            problems=[rows[owners[i]]["problem"] for i in pending],
-            references=[rows[owners[i]].get("solution") for i in pending],
-            responses=[_prefilled(texts[i], settings.think_prefilled) for i in pending],
-        )
-        reasons = apply_judge(reasons, dict(zip(pending, verdicts, strict=True)))
-        judge_stats = {
-            "model": config.judge_model_name_or_path,
-            "judged": len(pending),
-            "yes": sum(v is True for v in verdicts),
-            "no": sum(v is False for v in verdicts),
-            "unclear": sum(v is None for v in verdicts),
-        }
+        reasons, judge_stats = judge_unverifiable(config, rows, owners, texts, reasons, settings.think_prefilled)
 
     passing = [i for i, reason in enumerate(reasons) if reason is None]
     stored = [_prefilled(texts[i], settings.think_prefilled).strip() for i in range(len(texts))]
@@ -573,7 +567,42 @@ def run(config: RejectionSamplingConfig) -> dict[str, Any]:
     logger.info("rejection sampling kept %d of %d completions, added %d general rows -> %s",
                 len(kept), len(texts), len(general), dataset_path)
     state.wait_for_everyone()
+    release_engines()
     return results
+
+
+def judge_unverifiable(
+    config: RejectionSamplingConfig, rows: list[dict[str, Any]], owners: list[int], texts: list[str],
+    reasons: list[str | None] | None, think_prefilled: bool,
+) -> tuple[list[str | None], dict[str, Any]]:
+    """The judge's verdicts on the completions the rules could not check (``unverifiable``): kept or
+    ``judge_rejected``; returns the updated reasons and the judge's counts.
+
+    Every rank of a launch calls this; only the main process has ``reasons`` (the others pass None and get
+    empty results back): it sends the judged positions to the others, and all ranks sample the judge together.
+    """
+    from accelerate.utils import broadcast_object_list
+
+    pending = None if reasons is None else [i for i, reason in enumerate(reasons) if reason == "unverifiable"]
+    pending = broadcast_object_list([pending], from_process=0)[0]
+    verdicts, _ = run_judge(
+        JudgeSettings(config.judge_model_name_or_path or "", config.judge_max_new_tokens,
+                      config.generation_batch_size, config.seed),
+        problems=[rows[owners[i]]["problem"] for i in pending],
+        references=[rows[owners[i]].get("solution") for i in pending],
+        responses=[_prefilled(texts[i], think_prefilled) for i in pending],
+        engine=EngineSettings.from_config(config),
+    )
+    if reasons is None:
+        return [], {}
+    stats = {
+        "model": config.judge_model_name_or_path,
+        "judged": len(pending),
+        "yes": sum(v is True for v in verdicts),
+        "no": sum(v is False for v in verdicts),
+        "unclear": sum(v is None for v in verdicts),
+    }
+    return apply_judge(reasons, dict(zip(pending, verdicts, strict=True))), stats
 
 
 def mix_dataset(rows: list[dict[str, Any]]) -> Dataset:

@@ -7,6 +7,10 @@ ledger of reservations is a JSON file shared by all processes of a test (``FAKE_
 of a launch see each other's engines; ``allocate`` lets a test put other tenants (a trainer's state) on a
 device. Generation decodes the prompt ids with the model's tokenizer and answers arithmetic questions
 with a readable, correct completion (anything else gets a fixed refusal).
+
+Under a launch, building an ``external_launcher`` engine is collective, as in vLLM (whose engine sets up its
+model-parallel groups over every rank of the launch): a rank that builds one while the others do not waits
+for them, here for ``FAKE_VLLM_JOIN_SECONDS`` (default 60) and then fails, where vLLM would wait forever.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import fcntl
 import json
 import os
 import re
+import time
 import uuid
 import weakref
 from collections.abc import Iterator
@@ -98,6 +103,8 @@ class LLM:
                        "dtype": dtype, "distributed_executor_backend": distributed_executor_backend, "seed": seed,
                        **kwargs}  # fmt: skip
         external = distributed_executor_backend == "external_launcher"
+        if external:
+            _join_launch()
         self.device = int(os.environ.get("LOCAL_RANK", "0")) if external else 0
         self.reservation = allocate(model, self.device, gpu_memory_utilization, "vllm")
         weakref.finalize(self, release, self.reservation)
@@ -116,6 +123,27 @@ class LLM:
             outputs = [SimpleNamespace(text=_answer(text)) for _ in range(sampling_params.n)]
             results.append(SimpleNamespace(prompt_token_ids=ids, outputs=outputs))
         return results
+
+
+_ENGINES_JOINED = [0]
+
+
+def _join_launch() -> None:
+    """Wait until every rank of the launch builds its n-th engine (the n-th collective engine set-up)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return
+    _ENGINES_JOINED[0] += 1
+    store = dist.distributed_c10d._get_default_store()
+    key = f"fake_vllm/engine-{_ENGINES_JOINED[0]}"
+    store.add(key, 1)
+    deadline = time.monotonic() + float(os.environ.get("FAKE_VLLM_JOIN_SECONDS", "60"))
+    while (joined := store.add(key, 0)) < dist.get_world_size():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"engine set-up on rank {dist.get_rank()}: {joined} of {dist.get_world_size()} ranks "
+                               "built an engine (vLLM's set-up is collective over the launch; it would hang)")
+        time.sleep(0.05)
 
 
 def _answer(prompt: str) -> str:
