@@ -45,6 +45,17 @@ def check_max_steps(max_steps: int) -> None:
         raise RecipeError(f"max_steps: must be a number of steps, or -1 to train num_train_epochs instead, got {max_steps}")
 
 
+def check_training_fields(config: Any) -> None:
+    """The trainer fields the optimizer would reject only after the model is loaded."""
+    check_max_steps(getattr(config, "max_steps", -1))
+    learning_rate = getattr(config, "learning_rate", 0.0)
+    if not math.isfinite(learning_rate) or learning_rate < 0:
+        raise RecipeError(f"learning_rate: must be a finite number >= 0, got {learning_rate}")
+    for name in ("per_device_train_batch_size", "gradient_accumulation_steps"):
+        if getattr(config, name, 1) < 1:
+            raise RecipeError(f"{name}: must be >= 1, got {getattr(config, name)}")
+
+
 @dataclass
 class R1StageArguments(PeftArguments):
     """Fields shared by every stage: model (with TRL's PEFT fields), data, prompt format, held-out evaluation,
@@ -150,7 +161,7 @@ class R1StageArguments(PeftArguments):
                 raise RecipeError(f"{name}: must be >= 1, got {getattr(self, name)}")
         if self.train_size is not None and self.train_size < 1:
             raise RecipeError(f"train_size: must be >= 1, got {self.train_size}")
-        check_max_steps(getattr(self, "max_steps", -1))
+        check_training_fields(self)
         if self.torch_num_threads is not None and self.torch_num_threads < 1:
             raise RecipeError(f"torch_num_threads: must be >= 1, got {self.torch_num_threads}")
         self.validate_generation_fields()

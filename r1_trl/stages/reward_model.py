@@ -31,7 +31,7 @@ from datasets import Dataset, load_dataset
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
 from trl import RewardConfig, RewardTrainer
 
-from r1_trl.configs import TINY_MODEL, RecipeError, check_max_steps
+from r1_trl.configs import TINY_MODEL, RecipeError, check_training_fields
 from r1_trl.data.preferences import PREFERENCE_KINDS, preference_pairs
 from r1_trl.distributed import launch_state
 from r1_trl.rundir import DATASETS_DIR, save_dataset_atomic
@@ -113,7 +113,7 @@ class RewardModelConfig(RewardConfig):
             raise RecipeError(f"train_size: must be >= 1, got {self.train_size}")
         if self.eval_size < 1:
             raise RecipeError(f"eval_size: must be >= 1, got {self.eval_size}")
-        check_max_steps(self.max_steps)
+        check_training_fields(self)
         if self.torch_num_threads is not None and self.torch_num_threads < 1:
             raise RecipeError(f"torch_num_threads: must be >= 1, got {self.torch_num_threads}")
         try:
