@@ -10,7 +10,8 @@ well is decided before it is asked:
   variables; a gold that spells out a number (``forty two``) cannot be read and scores None;
 * a clock time (``2:30``) compares as a time, not as the ratio 2:30;
 * an answer that negates itself (``7 is not correct``, ``x \neq 7``) scores 0;
-* units must match when both sides have them (``5 m`` is not ``5 km``);
+* units must match when both sides have them (``5 m`` is not ``5 km``), after converting one quantity's units
+  into the gold's (``5000 m`` is ``5 km``: :mod:`reward_funcs._math_units`);
 * numbers compare exactly or within the gold's own precision (:func:`reward_funcs._math_numbers.numbers_match`),
   also against irrational values (``3.14`` and ``\pi``, ``1.41421`` and ``\sqrt{2}``);
 * ``\varnothing``, ``\sqrt{-1}``, trigonometry in degrees and mixed numbers are rewritten into forms
@@ -44,6 +45,7 @@ from reward_funcs._math_text import (
     normalized_words,
     same_time,
 )
+from reward_funcs._math_units import scaled, unit_ratio
 
 _GOLD_CACHE_SIZE = 16384
 _LONG_INTEGER_DIGITS = 200  # shorter integers are plain numbers
@@ -189,7 +191,11 @@ def _judge_math(gold: Gold, answer: str | None, verifier: Verifier) -> float | N
         return 0.0
     value, unit = split_unit(math_form(answer))
     if gold.unit and unit and gold.unit != unit:
-        return 0.0
+        ratio = unit_ratio(unit, gold.unit)
+        if ratio is None:
+            return 0.0
+        number = parse_plain_number(value)
+        value = scaled(value, ratio, number.value if number is not None else None)
     if gold.local is not None:
         verdict = local_verdict(gold.local, value)
         if verdict is not None:

@@ -23,6 +23,7 @@ import reward_funcs._math_judge
 import reward_funcs._math_local
 import reward_funcs._math_numbers
 import reward_funcs._math_text
+import reward_funcs._math_units
 import reward_funcs._verify_client
 import reward_funcs._verify_worker
 import reward_funcs.accuracy
@@ -644,6 +645,7 @@ def test_extraction_never_raises(text: str) -> None:
         reward_funcs._math_local,
         reward_funcs._math_text,
         reward_funcs._math_judge,
+        reward_funcs._math_units,
         reward_funcs._verify_client,
         reward_funcs._verify_worker,
     ],
