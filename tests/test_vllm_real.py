@@ -140,20 +140,20 @@ def test_r1_zero_stage_evaluates_with_vllm_and_releases_it_before_the_trainer(en
     from datasets import load_from_disk
 
     from r1_trl.data.builders import PromptSpec, build_prompt_datasets
-    from r1_trl.stages import r1_zero
+    from r1_trl.stages import grpo, r1_zero
 
     config = grpo_config(tmp_path / "stage", prompt_template="chat")  # conversational: TRL's chat tokenization
     at_build: dict[str, Any] = {}
 
-    class ObservedTrainer(r1_zero.R1GRPOTrainer):
+    class ObservedTrainer(grpo.R1GRPOTrainer):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             at_build["engines"], at_build["status"] = dict(generation._VLLM_ENGINES), process_status()
             super().__init__(*args, **kwargs)
             held_out = build_prompt_datasets(PromptSpec.from_config(config))[1]
             at_build["trl_prompt_ids"] = [list(ids) for ids in self._tokenize_prompts(list(held_out["prompt"]))[0]]
 
-    monkeypatch.setattr(r1_zero, "R1GRPOTrainer", ObservedTrainer)
-    results = r1_zero.run_grpo_stage(config)
+    monkeypatch.setattr(grpo, "R1GRPOTrainer", ObservedTrainer)  # the GRPO stage body R1-Zero runs
+    results = r1_zero.run(config)
 
     assert at_build["engines"] == {}, "no sampling engine is alive when the trainer is built"
     (rss_alive, threads_alive), (rss_built, threads_built) = engine_calls.status_after[0], at_build["status"]
