@@ -727,9 +727,12 @@ def push_run(
     no_push: bool = False,
     retry: RetryPolicy | None = None,
     stages: Sequence[str] | None = None,
+    step_branches: bool = False,
 ) -> dict[str, dict[str, Any]]:
-    """(Re-)push every finished stage of a run (or only `stages`): its generated datasets, then its checkpoint,
-    then the saved ``checkpoint-N`` its recipe pushed to step branches and whose push never finished.
+    """(Re-)push every finished stage of a run (or only `stages`): its generated datasets, then its checkpoint;
+    with `step_branches` (``r1-trl push``) also the saved ``checkpoint-N`` its recipe pushed to step branches
+    and whose push never finished (a kill, a Hub outage): a finished stage is not rerun, so nothing else would.
+    A step push that fails again is logged and listed in ``failed_checkpoints``, never raised.
 
     Returns ``{stage: {"datasets": {name: HubRef}, "model": "repo@revision"}}`` for the stages pushed.
     """
@@ -760,10 +763,8 @@ def push_run(
             result["datasets"] = push_datasets(run_dir, stage, target, no_push=no_push)
         if entry.get("checkpoint"):
             result["model"] = push_stage(run_dir, stage, target, no_push=no_push)
-            if not no_push and _pushes_step_branches(entry):
-                steps = push_unpushed_checkpoints(run_dir / (entry.get("output_dir") or stage), stage, target)
-                if steps:
-                    result["checkpoints"] = steps
+            if step_branches and not no_push and _pushes_step_branches(entry):
+                result.update(push_unpushed_checkpoints(run_dir / (entry.get("output_dir") or stage), stage, target))
         if result:
             pushed[stage] = result
     if not pushed:
@@ -777,13 +778,18 @@ def _pushes_step_branches(entry: Mapping[str, Any]) -> bool:
     return bool(config.get("push_to_hub")) and config.get("hub_push_checkpoints", True) is not False
 
 
-def push_unpushed_checkpoints(output_dir: str | os.PathLike[str], stage: str, target: HubTargets) -> list[str]:
+def push_unpushed_checkpoints(output_dir: str | os.PathLike[str], stage: str, target: HubTargets) -> dict[str, Any]:
     """Push the saved ``checkpoint-N`` of a finished stage whose step branch does not hold them (a push a kill
     interrupted, or one that failed for good): the step branches a rerun of the stage would push. Blocks;
-    returns their ``repo@revision``; raises `HubPushError` if one fails."""
+    returns ``{"checkpoints": [repo@revision pushed], "failed_checkpoints": [...]}`` (empty lists left out)."""
     pusher = CheckpointPusher(target, stage)
     pusher.queue_unpushed(output_dir)
-    return pusher.wait()
+    try:
+        pusher.wait()
+    except HubPushError as error:
+        logger.error("%s: %s; the local checkpoints are intact", stage, error)
+    found = {"checkpoints": pusher.pushed, "failed_checkpoints": pusher.failed}
+    return {key: sorted(refs, key=_step_number) for key, refs in found.items() if refs}
 
 
 # ---- intermediate checkpoints during training ----------------------------------------------------------------

@@ -596,16 +596,22 @@ def test_push_run_pushes_saved_checkpoints_whose_step_push_never_finished(hub: F
     manifest_path.write_text(json.dumps(manifest))
     CheckpointPusher(TARGET, "r1-zero")._push_snapshot(_snapshot(zero / "checkpoint-2", ()), TARGET.step("r1-zero", 2))
 
-    pushed = push_run(run_dir, REPO, stages=["r1-zero"], retry=FAST_RETRY)
+    assert "checkpoints" not in push_run(run_dir, REPO, stages=["r1-zero"], retry=FAST_RETRY)["r1-zero"]  # opt-in
+    hub.fail(r"/commit/r1-zero-step-4$", times=3, status=503)  # still down: recorded, not raised
+    pushed = push_run(run_dir, REPO, stages=["r1-zero"], retry=FAST_RETRY, step_branches=True)
+    assert pushed["r1-zero"]["failed_checkpoints"] == [f"{REPO}@r1-zero-step-4"]
+
+    pushed = push_run(run_dir, REPO, stages=["r1-zero"], retry=FAST_RETRY, step_branches=True)
 
     assert pushed["r1-zero"]["checkpoints"] == [f"{REPO}@r1-zero-step-4"]  # step 2 was already there
     assert json.loads(hub.files(REPO, "r1-zero-step-4")["trainer_state.json"])["global_step"] == 4
-    assert "checkpoints" not in push_run(run_dir, REPO, stages=["r1-zero"], retry=FAST_RETRY)["r1-zero"]
+    again = push_run(run_dir, REPO, stages=["r1-zero"], retry=FAST_RETRY, step_branches=True)["r1-zero"]
+    assert "checkpoints" not in again and "failed_checkpoints" not in again
     manifest["stages"]["r1-zero"]["config"]["hub_push_checkpoints"] = False  # the recipe pushed no step branches
     manifest_path.write_text(json.dumps(manifest))
     shutil.copytree(zero / "checkpoint", zero / "checkpoint-6")
     (zero / "checkpoint-6" / "trainer_state.json").write_text(json.dumps({"global_step": 6}))
-    push_run(run_dir, REPO, stages=["r1-zero"], retry=FAST_RETRY)
+    push_run(run_dir, REPO, stages=["r1-zero"], retry=FAST_RETRY, step_branches=True)
     assert "r1-zero-step-6" not in hub.branches(REPO)
     assert not [path for path in zero.iterdir() if path.name.startswith(".")]  # push snapshots cleaned up
 
