@@ -21,6 +21,7 @@ from r1_trl.adapters import (
     ADAPTER_DIR,
     MERGED_CACHE,
     adapter_base,
+    adapter_config,
     is_adapter,
     record_base,
     trainable_parameters,
@@ -92,13 +93,18 @@ def download_revision(repo_id: str, revision: str) -> Path:
 
 
 # ---- saving a stage's trained model --------------------------------------------------------------------------
-def save_trained_model(trainer: Any, checkpoint: Path, tokenizer: Any) -> dict[str, Any]:
+def save_trained_model(trainer: Any, checkpoint: Path, tokenizer: Any, args: Any = None) -> dict[str, Any]:
     """Save the trained model as ``checkpoint`` with its tokenizer (every rank calls this: ZeRO-3 gathers).
 
     A full-weight model is saved as is. An adapter is saved as is, or with ``merge_adapter`` into
-    ``output_dir/adapter`` and merged into its base as ``checkpoint``. Returns what was saved, for results.json.
+    ``output_dir/adapter`` and merged into its base as ``checkpoint``. ``args``: the stage recipe, when the
+    trainer's own arguments are not it (distill's on-policy step). Returns what was saved, for results.json.
     """
-    args = trainer.args
+    args = args if args is not None else trainer.args
+    if trainer.accelerator.is_main_process:  # what an earlier run saved there (a full model, or an adapter) goes
+        for stale in (checkpoint, checkpoint.parent / ADAPTER_DIR):
+            shutil.rmtree(stale, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
     if not getattr(args, "use_peft", False):
         trainer.save_model(str(checkpoint))
         if trainer.accelerator.is_main_process:
@@ -126,6 +132,8 @@ def save_model_files(saved: Path, checkpoint: Path, tokenizer: Any, args: Any) -
     `save_trained_model` writes it from the trainer: the model or adapter, merged with ``merge_adapter``."""
     merge = getattr(args, "merge_adapter", False) and is_adapter(saved)
     target = checkpoint.parent / ADAPTER_DIR if merge else checkpoint
+    if not merge:  # an adapter an earlier, merged run left next to the checkpoint is not this one's
+        shutil.rmtree(checkpoint.parent / ADAPTER_DIR, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
     try:
         for item in saved.iterdir():
@@ -143,16 +151,48 @@ def save_model_files(saved: Path, checkpoint: Path, tokenizer: Any, args: Any) -
         merge_into(target, checkpoint, tokenizer)
 
 
-def _merged_model(adapter_dir: str | os.PathLike[str], dtype: Any = None) -> Any:
-    """The adapter merged into its base, in memory (base resolved like any r1-trl model reference)."""
+# The transformers class an adapter's base loads as, by the adapter's PEFT ``task_type`` (a reward model's
+# adapter is a SEQ_CLS one: LoRA on the backbone plus its trained one-output score head), and what it is given.
+_AUTO_CLASSES: dict[str, tuple[str, dict[str, Any]]] = {
+    "SEQ_CLS": ("AutoModelForSequenceClassification", {"num_labels": 1}),
+}
+_DEFAULT_AUTO_CLASS: tuple[str, dict[str, Any]] = ("AutoModelForCausalLM", {})
+
+
+def load_adapter_model(adapter_dir: str | os.PathLike[str], dtype: Any = None, trainable: bool = False) -> Any:
+    """The ``PeftModel`` of an adapter on its base (base resolved like any r1-trl model reference, and loaded with
+    the class of the adapter's ``task_type``: a causal LM, or a sequence classifier for a reward model);
+    ``trainable``: its adapter weights train on (a later training step of the same adapter)."""
+    import transformers
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM
 
     base, revision = adapter_base(adapter_dir)
+    class_name, init = _AUTO_CLASSES.get(adapter_config(adapter_dir).get("task_type") or "", _DEFAULT_AUTO_CLASS)
     base_path, base_revision = resolve_model(base, revision)
     kwargs: dict[str, Any] = {"revision": base_revision} if base_revision else {}
-    model = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype if dtype is not None else "auto", **kwargs)
-    return PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+    model = getattr(transformers, class_name).from_pretrained(
+        base_path, dtype=dtype if dtype is not None else "auto", **init, **kwargs
+    )
+    if class_name != _DEFAULT_AUTO_CLASS[0] and model.config.pad_token_id is None:
+        # A sequence classifier reads its score at the last non-pad token (RewardTrainer set this on the model
+        # it trained, but an adapter carries no config.json).
+        from transformers import AutoTokenizer
+
+        model.config.pad_token_id = AutoTokenizer.from_pretrained(adapter_dir).pad_token_id
+    return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=trainable)
+
+
+def _merged_model(adapter_dir: str | os.PathLike[str], dtype: Any = None) -> Any:
+    """The adapter merged into its base, in memory (see `load_adapter_model`)."""
+    return load_adapter_model(adapter_dir, dtype).merge_and_unload()
+
+
+def stage_adapter_dir(checkpoint: str | os.PathLike[str]) -> Path | None:
+    """The adapter a stage saved: ``checkpoint`` itself, or ``adapter/`` next to it with ``merge_adapter``."""
+    for folder in (Path(checkpoint), Path(checkpoint).parent / ADAPTER_DIR):
+        if is_adapter(folder):
+            return folder
+    return None
 
 
 def merge_into(adapter_dir: str | os.PathLike[str], target: str | os.PathLike[str], tokenizer: Any = None) -> Path:
@@ -186,7 +226,8 @@ def load_causal_lm(path: str, **kwargs: Any) -> Any:
 
 
 def full_model_path(path: str, cache_dir: str | os.PathLike[str] | None = None) -> str:
-    """``path`` itself for a full model; for an adapter, a merged copy in the r1-trl cache, made on first use.
+    """``path`` itself for a full model; for an adapter, a merged copy in the r1-trl cache, made on first use
+    (a causal LM, or for a reward model's SEQ_CLS adapter a sequence classifier).
 
     The cache entry is keyed by the adapter's absolute path and the size and time of its weights, so a
     retrained adapter gets a fresh copy. Safe on several ranks at once: each stages its own copy and the

@@ -237,9 +237,12 @@ def cmd_push(argv: Sequence[str]) -> int:
     parser.add_argument("--stage", action="append", default=None, help="Only this stage (repeatable).")
     args = parser.parse_args(list(argv))
     pushed = push_run(args.run_dir, args.repo_id, args.dataset_repo_id, layout=args.layout,
-                      private=args.private or None, no_push=args.no_push, stages=args.stage)
+                      private=args.private or None, no_push=args.no_push, stages=args.stage, step_branches=True)
     for stage, refs in pushed.items():
         print(f"{stage}: model {refs.get('model')}; datasets {sorted(refs.get('datasets', {}))}")
+        for key in ("checkpoints", "failed_checkpoints"):
+            if refs.get(key):
+                print(f"{stage}: {key.replace('_', ' ')} {', '.join(map(str, refs[key]))}")
     return 0
 
 

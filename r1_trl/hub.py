@@ -727,8 +727,12 @@ def push_run(
     no_push: bool = False,
     retry: RetryPolicy | None = None,
     stages: Sequence[str] | None = None,
+    step_branches: bool = False,
 ) -> dict[str, dict[str, Any]]:
-    """(Re-)push every finished stage of a run (or only `stages`): its generated datasets, then its checkpoint.
+    """(Re-)push every finished stage of a run (or only `stages`): its generated datasets, then its checkpoint;
+    with `step_branches` (``r1-trl push``) also the saved ``checkpoint-N`` its recipe pushed to step branches
+    and whose push never finished (a kill, a Hub outage): a finished stage is not rerun, so nothing else would.
+    A step push that fails again is logged and listed in ``failed_checkpoints``, never raised.
 
     Returns ``{stage: {"datasets": {name: HubRef}, "model": "repo@revision"}}`` for the stages pushed.
     """
@@ -759,11 +763,33 @@ def push_run(
             result["datasets"] = push_datasets(run_dir, stage, target, no_push=no_push)
         if entry.get("checkpoint"):
             result["model"] = push_stage(run_dir, stage, target, no_push=no_push)
+            if step_branches and not no_push and _pushes_step_branches(entry):
+                result.update(push_unpushed_checkpoints(run_dir / (entry.get("output_dir") or stage), stage, target))
         if result:
             pushed[stage] = result
     if not pushed:
         raise ValueError(f"run {run_dir} has no finished stage with a checkpoint or generated data to push")
     return pushed
+
+
+def _pushes_step_branches(entry: Mapping[str, Any]) -> bool:
+    """Whether a stage's recipe pushed its ``checkpoint-N`` to step branches (push_to_hub, hub_push_checkpoints)."""
+    config = entry.get("config") or {}
+    return bool(config.get("push_to_hub")) and config.get("hub_push_checkpoints", True) is not False
+
+
+def push_unpushed_checkpoints(output_dir: str | os.PathLike[str], stage: str, target: HubTargets) -> dict[str, Any]:
+    """Push the saved ``checkpoint-N`` of a finished stage whose step branch does not hold them (a push a kill
+    interrupted, or one that failed for good): the step branches a rerun of the stage would push. Blocks;
+    returns ``{"checkpoints": [repo@revision pushed], "failed_checkpoints": [...]}`` (empty lists left out)."""
+    pusher = CheckpointPusher(target, stage)
+    pusher.queue_unpushed(output_dir)
+    try:
+        pusher.wait()
+    except HubPushError as error:
+        logger.error("%s: %s; the local checkpoints are intact", stage, error)
+    found = {"checkpoints": pusher.pushed, "failed_checkpoints": pusher.failed}
+    return {key: sorted(refs, key=_step_number) for key, refs in found.items() if refs}
 
 
 # ---- intermediate checkpoints during training ----------------------------------------------------------------
@@ -802,11 +828,17 @@ class CheckpointPusher(TrainerCallback):
         """A resumed run first pushes the saved checkpoints whose push a killed run did not finish."""
         if not state.is_world_process_zero or self.preview_root is not None:
             return
-        saved = {checkpoint_step(path): Path(path) for path in complete_checkpoints(args.output_dir)}
-        for step in sorted(self._unpushed(saved)):
+        self.queue_unpushed(args.output_dir)
+
+    def queue_unpushed(self, output_dir: str | os.PathLike[str]) -> list[int]:
+        """Queue the pushes of the complete ``checkpoint-N`` in ``output_dir`` whose step branch lacks them."""
+        saved = {checkpoint_step(path): Path(path) for path in complete_checkpoints(output_dir)}
+        steps = sorted(self._unpushed(saved))
+        for step in steps:
             logger.warning("CheckpointPusher: %s was saved but its push did not finish; pushing it now",
                            saved[step].name)  # fmt: skip
             self._queue(saved[step], step)
+        return steps
 
     def _unpushed(self, saved: Mapping[int, Path]) -> list[int]:
         """The steps in `saved` whose branch on the Hub does not hold their checkpoint: a push creates the

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,7 +13,8 @@ from trl import GRPOTrainer, SFTTrainer
 from trl.trainer.utils import RepeatSampler
 
 import reward_funcs
-from r1_trl.adapters import apply_quantization, peft_config
+from r1_trl.adapters import apply_quantization, is_adapter, peft_config
+from r1_trl.checkpoints import full_model_path
 from r1_trl.configs import R1GRPOConfig, R1SFTConfig, reward_settings
 from r1_trl.console import use_compact_console
 
@@ -62,7 +64,16 @@ def build_reward_funcs(
 ) -> list:
     """Registry names -> guarded reward callables, each configured by its entry in ``reward_kwargs`` and, if it
     accepts them, the recipe's ``batch_timeout`` and ``num_workers`` (see :func:`r1_trl.configs.reward_settings`)."""
-    return [reward_funcs.get(name, **reward_settings(name, reward_kwargs, batch_timeout, num_workers)) for name in names]
+    return [build_reward_func(name, reward_settings(name, reward_kwargs, batch_timeout, num_workers)) for name in names]
+
+
+def build_reward_func(name: str, settings: dict[str, Any]) -> Any:
+    """``reward_funcs.get(name, **settings)``; a reward model given as a LoRA adapter folder (``model_path``, as the
+    reward-model stage saves one with ``use_peft``) is loaded merged into its base (`full_model_path`)."""
+    model_path = settings.get("model_path")
+    if isinstance(model_path, str | os.PathLike) and is_adapter(model_path):
+        settings = {**settings, "model_path": full_model_path(str(model_path))}
+    return reward_funcs.get(name, **settings)
 
 
 class R1GRPOTrainer(R1TrainerMixin, GRPOTrainer):

@@ -29,6 +29,7 @@ from r1_trl.hub import (
     HubPushError,
     HubTargets,
     RetryPolicy,
+    _snapshot,
     push_datasets,
     push_run,
     push_stage,
@@ -580,6 +581,39 @@ def test_push_run_pushes_every_finished_stage(hub: FakeHub, run_dir: Path) -> No
     history = hub.history(REPO, "r1-zero")
     push_run(run_dir, REPO, retry=FAST_RETRY)
     assert hub.history(REPO, "r1-zero") == history
+
+
+def test_push_run_pushes_saved_checkpoints_whose_step_push_never_finished(hub: FakeHub, run_dir: Path) -> None:
+    """A stage that pushed step branches (push_to_hub) but was killed, or lost the Hub, before one finished: the
+    run's re-push pushes the missing ones; the stage itself is done, so no rerun of it would."""
+    zero = run_dir / "r1-zero"
+    for step in (2, 4):
+        shutil.copytree(zero / "checkpoint", zero / f"checkpoint-{step}")
+        (zero / f"checkpoint-{step}" / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    manifest_path = run_dir / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["stages"]["r1-zero"]["config"]["push_to_hub"] = True
+    manifest_path.write_text(json.dumps(manifest))
+    CheckpointPusher(TARGET, "r1-zero")._push_snapshot(_snapshot(zero / "checkpoint-2", ()), TARGET.step("r1-zero", 2))
+
+    assert "checkpoints" not in push_run(run_dir, REPO, stages=["r1-zero"], retry=FAST_RETRY)["r1-zero"]  # opt-in
+    hub.fail(r"/commit/r1-zero-step-4$", times=3, status=503)  # still down: recorded, not raised
+    pushed = push_run(run_dir, REPO, stages=["r1-zero"], retry=FAST_RETRY, step_branches=True)
+    assert pushed["r1-zero"]["failed_checkpoints"] == [f"{REPO}@r1-zero-step-4"]
+
+    pushed = push_run(run_dir, REPO, stages=["r1-zero"], retry=FAST_RETRY, step_branches=True)
+
+    assert pushed["r1-zero"]["checkpoints"] == [f"{REPO}@r1-zero-step-4"]  # step 2 was already there
+    assert json.loads(hub.files(REPO, "r1-zero-step-4")["trainer_state.json"])["global_step"] == 4
+    again = push_run(run_dir, REPO, stages=["r1-zero"], retry=FAST_RETRY, step_branches=True)["r1-zero"]
+    assert "checkpoints" not in again and "failed_checkpoints" not in again
+    manifest["stages"]["r1-zero"]["config"]["hub_push_checkpoints"] = False  # the recipe pushed no step branches
+    manifest_path.write_text(json.dumps(manifest))
+    shutil.copytree(zero / "checkpoint", zero / "checkpoint-6")
+    (zero / "checkpoint-6" / "trainer_state.json").write_text(json.dumps({"global_step": 6}))
+    push_run(run_dir, REPO, stages=["r1-zero"], retry=FAST_RETRY, step_branches=True)
+    assert "r1-zero-step-6" not in hub.branches(REPO)
+    assert not [path for path in zero.iterdir() if path.name.startswith(".")]  # push snapshots cleaned up
 
 
 def test_local_inputs_resolve_to_the_hub_refs_of_earlier_stages(run_dir: Path) -> None:

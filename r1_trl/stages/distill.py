@@ -44,7 +44,7 @@ from trl import DistillationConfig, DistillationTrainer
 
 import reward_funcs
 from r1_trl.adapters import is_adapter
-from r1_trl.checkpoints import full_model_path
+from r1_trl.checkpoints import full_model_path, load_adapter_model, save_trained_model, stage_adapter_dir
 from r1_trl.configs import TINY_MODEL, R1SFTConfig, RecipeError, parse_dict
 from r1_trl.data.builders import PromptSpec, build_prompt_datasets
 from r1_trl.data.selection import select_unique
@@ -455,14 +455,25 @@ def on_policy_config(config: DistillConfig, output_dir: Path) -> DistillationCon
 def train_on_policy(
     config: DistillConfig, student_checkpoint: Path, teacher_path: str, prompts: Dataset
 ) -> TrainingRun:
-    """On-policy distillation (TRL's DistillationTrainer) from the SFT checkpoint, saved over it."""
+    """On-policy distillation (TRL's DistillationTrainer) from the SFT checkpoint, saved over it.
+
+    With ``use_peft`` the SFT student's adapter trains on (the same adapter on the same frozen base), and is
+    saved as the SFT step saved it: the adapter as ``checkpoint/``, or merged with ``merge_adapter``."""
     tokenizer = AutoTokenizer.from_pretrained(student_checkpoint, padding_side="left")
+    adapter_dir = stage_adapter_dir(student_checkpoint) if config.use_peft else None
+    student: Any = full_model_path(str(student_checkpoint))  # an adapter of a full-weight run's base: merged
+    if adapter_dir is not None:
+        student = load_adapter_model(adapter_dir, dtype=torch.float32 if config.use_cpu else None, trainable=True)
     trainer = DistillationTrainer(
-        model=full_model_path(str(student_checkpoint)), teacher_model=teacher_path,  # an adapter: merged
+        model=student, teacher_model=teacher_path,
         args=on_policy_config(config, Path(config.output_dir) / ON_POLICY_DIR),
         train_dataset=prompts.select_columns(["prompt"]), processing_class=tokenizer,
     )
     run = train_run(trainer)
+    if adapter_dir is not None:
+        saved_tokenizer = AutoTokenizer.from_pretrained(student_checkpoint)  # as SFT saved it (padding side)
+        save_trained_model(trainer, student_checkpoint, saved_tokenizer, config)
+        return run
     if trainer.accelerator.is_main_process and is_adapter(student_checkpoint):
         shutil.rmtree(student_checkpoint)  # the on-policy student is a full model: no adapter files beside it
         tokenizer.save_pretrained(student_checkpoint)

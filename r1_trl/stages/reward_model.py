@@ -12,6 +12,13 @@ accuracy (share of held-out pairs whose chosen answer outscores the rejected one
 ``reward_funcs.model_based.RewardModelScorer``, the very code that scores completions during RL, so it
 also checks that RL renders inputs the way the model was trained on them.
 
+With ``use_peft`` (TRL's ``ModelConfig`` fields, as in every training stage) the backbone is frozen and a
+LoRA adapter of PEFT task type ``SEQ_CLS`` is trained: the LoRA matrices plus a trainable copy of the new score
+head (PEFT's ``modules_to_save``), both saved in the adapter. ``checkpoint/`` is then that adapter (or, with
+``merge_adapter``, the merged sequence classifier, the adapter kept in ``adapter/``); what scores with it (this
+stage's held-out accuracy, rl-all's reward-model rewards) loads it merged into its base as a sequence classifier
+(`r1_trl.checkpoints.full_model_path`).
+
 It runs through the training-stage runner (`r1_trl.stages.runner`): held-out accuracy before (the backbone
 with its new, seeded score head) and after, training that resumes after a kill, and the usual artifacts in
 ``output_dir``: ``checkpoint/`` (model + tokenizer), ``results.json``, ``curves.png``, ``recipe.yaml`` and,
@@ -31,6 +38,8 @@ from datasets import Dataset, load_dataset
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
 from trl import RewardConfig, RewardTrainer
 
+from r1_trl.adapters import PeftArguments, apply_quantization, peft_config
+from r1_trl.checkpoints import full_model_path
 from r1_trl.configs import TINY_MODEL, RecipeError, check_training_fields
 from r1_trl.data.preferences import PREFERENCE_KINDS, preference_pairs
 from r1_trl.distributed import launch_state
@@ -55,8 +64,9 @@ _DATA_SUFFIXES = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".cs
 
 
 @dataclass
-class RewardModelConfig(RewardConfig):
-    """A reward-model recipe: ``trl.RewardConfig`` + where the backbone and the preference pairs come from."""
+class RewardModelConfig(PeftArguments, RewardConfig):
+    """A reward-model recipe: ``trl.RewardConfig`` + where the backbone and the preference pairs come from, and
+    TRL's ``ModelConfig`` PEFT fields (a LoRA reward model: ``use_peft``; its task type is ``SEQ_CLS``)."""
 
     _VALID_DICT_FIELDS = RewardConfig._VALID_DICT_FIELDS
 
@@ -99,6 +109,11 @@ class RewardModelConfig(RewardConfig):
     torch_num_threads: int | None = field(
         default=None, metadata={"help": "CPU threads for torch in this process (None: torch's default)."}
     )
+    lora_task_type: str = field(
+        default="SEQ_CLS",
+        metadata={"help": "PEFT task type of the adapter: a reward model's is SEQ_CLS (LoRA + the score head "
+                  "as a module to save). (TRL ModelConfig)"},
+    )
 
     def __post_init__(self) -> None:
         if self.bf16 is None and not expects_gpu():
@@ -114,6 +129,9 @@ class RewardModelConfig(RewardConfig):
         if self.eval_size < 1:
             raise RecipeError(f"eval_size: must be >= 1, got {self.eval_size}")
         check_training_fields(self)
+        if self.lora_task_type != "SEQ_CLS":
+            raise RecipeError(f"lora_task_type: a reward model's adapter is SEQ_CLS, got {self.lora_task_type!r}")
+        self.validate_peft_fields()
         if self.torch_num_threads is not None and self.torch_num_threads < 1:
             raise RecipeError(f"torch_num_threads: must be >= 1, got {self.torch_num_threads}")
         try:
@@ -257,11 +275,12 @@ def run(config: RewardModelConfig) -> dict[str, Any]:
         """Pairwise accuracy through the scorer the RL rewards use (so RL renders inputs as training did)."""
         if model == model_path:
             return pairwise_accuracy(untrained_scorer(model_path, tokenizer, config), held_out), {}
-        return pairwise_accuracy(reward_model_scorer(model), held_out), {}
+        return pairwise_accuracy(reward_model_scorer(full_model_path(model)), held_out), {}  # an adapter: merged
 
     def build_trainer(args: RewardModelConfig, callbacks: list) -> RewardTrainer:
+        apply_quantization(args)
         return RewardTrainer(model=model_path, args=args, train_dataset=train, processing_class=tokenizer,
-                             callbacks=callbacks)  # fmt: skip
+                             callbacks=callbacks, peft_config=peft_config(args))  # fmt: skip
 
     def describe(trainer: RewardTrainer) -> dict[str, Any]:
         history = trainer.state.log_history

@@ -36,7 +36,7 @@ from typing import Any
 from datasets import Dataset, Features, concatenate_datasets, load_dataset
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase, Trainer
 
-import reward_funcs
+from r1_trl.adapters import is_adapter
 from r1_trl.configs import R1GRPOConfig, RecipeError
 from r1_trl.data.builders import PromptSpec, build_prompt_datasets, render
 from r1_trl.data.preferences import (
@@ -56,7 +56,7 @@ from r1_trl.stages.common import eval_settings, resolve_model
 from r1_trl.stages.reward_model import RewardModelConfig
 from r1_trl.stages.reward_model import run as run_reward_model
 from r1_trl.stages.runner import TrainingStage, run_training_stage
-from r1_trl.trainers import R1GRPOTrainer
+from r1_trl.trainers import R1GRPOTrainer, build_reward_func
 from reward_funcs.model_based import only_for_prompt_types
 
 logger = logging.getLogger(__name__)
@@ -160,7 +160,7 @@ def train_missing_reward_model(config: RLAllConfig, kind: str) -> str:
     finished = output_dir / RESULTS_FILE
     if finished.is_file():
         checkpoint = json.loads(finished.read_text()).get("checkpoint")
-        if checkpoint and Path(checkpoint, "config.json").is_file():
+        if checkpoint and (Path(checkpoint, "config.json").is_file() or is_adapter(checkpoint)):
             logger.info("reusing the %s reward model trained earlier: %s", kind, checkpoint)
             return checkpoint
     recipe = Path(config.reward_model_recipe)
@@ -178,7 +178,7 @@ def build_mixed_rewards(config: RLAllConfig) -> list:
     """One reward per ``reward_funcs`` name, routed to its prompt type and logged under its name."""
     funcs = []
     for name in config.reward_funcs:
-        func = reward_funcs.get(name, **config.reward_settings(name))
+        func = build_reward_func(name, config.reward_settings(name))  # an adapter: merged into its base
         prompt_type = GENERAL_PROMPT if name in config.general_reward_funcs else REASONING_PROMPT
         funcs.append(only_for_prompt_types(func, prompt_type, name))
     return funcs
