@@ -55,6 +55,7 @@ from huggingface_hub.utils import filter_repo_objects
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from r1_trl import __version__
+from r1_trl.adapters import ADAPTER_CONFIG
 from r1_trl.cards import (
     NOT_RECORDED,
     PIPELINE_STAGES,
@@ -500,6 +501,9 @@ def _push_model(
     )
     stage_dir = run_dir / (entry.get("output_dir") or stage)
     files.update({name: stage_dir / name for name in STAGE_EXTRA_FILES if (stage_dir / name).is_file()})
+    adapter_config = files.get(ADAPTER_CONFIG)
+    if isinstance(adapter_config, Path):
+        files[ADAPTER_CONFIG] = hub_adapter_config(adapter_config, run_dir, manifest, target)
     files["README.md"] = str(_model_card(run_dir, manifest, stage, ref, target)).encode("utf-8")
     files[MANIFEST_FILE] = manifest_source
     if no_push:
@@ -510,6 +514,19 @@ def _push_model(
     _upload_files(ref, files, message, target, what=f"pushing the {stage} checkpoint", mirror=True)
     logger.info("pushed stage %s to %s", stage, ref)
     return str(ref)
+
+
+def hub_adapter_config(path: Path, run_dir: Path, manifest: Mapping[str, Any], target: HubTargets) -> bytes:
+    """An adapter's ``adapter_config.json`` as pushed: a base that is an earlier stage of this run (a local
+    checkpoint folder) becomes that stage's pushed repo and revision, as the card names it, so the pushed
+    adapter loads anywhere; a Hub base, or a local one the run does not push (``tiny``), stays as recorded."""
+    config = json.loads(path.read_text(encoding="utf-8"))
+    base = config.get("base_model_name_or_path")
+    if base:
+        ref = target.resolve_model(base, run_dir, manifest)
+        if not ref.local and ref.ref != base:
+            config["base_model_name_or_path"], config["revision"] = ref.ref, ref.revision
+    return json.dumps(config, indent=2, sort_keys=True).encode("utf-8")
 
 
 def _model_card(

@@ -616,6 +616,28 @@ def test_push_run_pushes_saved_checkpoints_whose_step_push_never_finished(hub: F
     assert not [path for path in zero.iterdir() if path.name.startswith(".")]  # push snapshots cleaned up
 
 
+@pytest.mark.parametrize(
+    ("recorded", "pushed"),
+    [("{run}/r1-zero/checkpoint", (REPO, "r1-zero")),  # an earlier stage of the run: its pushed branch
+     ("/old-machine/runs/run/r1-zero/checkpoint", (REPO, "r1-zero")),  # the run, moved since
+     ("Qwen/Qwen2.5-0.5B", ("Qwen/Qwen2.5-0.5B", "v1")),  # a Hub base: as recorded
+     ("tiny", ("tiny", None))],  # no Hub id to give
+)
+def test_a_pushed_adapter_names_its_base_as_the_hub_knows_it(
+    hub: FakeHub, run_dir: Path, recorded: str, pushed: tuple[str, str | None]
+) -> None:
+    checkpoint = run_dir / "cold-start-sft" / "checkpoint"
+    base = recorded.format(run=run_dir)
+    config = {"peft_type": "LORA", "r": 8, "base_model_name_or_path": base,
+              "revision": "v1" if base.startswith("Qwen") else None}  # fmt: skip
+    (checkpoint / "adapter_config.json").write_text(json.dumps(config))
+    push_stage(run_dir, "cold-start-sft", TARGET)
+    on_hub = json.loads(hub.files(REPO, "cold-start-sft")["adapter_config.json"])
+    assert (on_hub["base_model_name_or_path"], on_hub["revision"]) == pushed
+    assert on_hub["r"] == 8
+    assert json.loads((checkpoint / "adapter_config.json").read_text()) == config, "the run's own copy is untouched"
+
+
 def test_local_inputs_resolve_to_the_hub_refs_of_earlier_stages(run_dir: Path) -> None:
     manifest = json.loads((run_dir / "manifest.json").read_text())
     targets = HubTargets(REPO, DATA_REPO, "branch")
