@@ -83,8 +83,7 @@ def fake_generate(make_group, calls: list | None = None):
 
 
 def patch_generation(monkeypatch, generate) -> None:
-    """Sample with ``generate`` for the policy (sharded sampling) and for the judge."""
-    monkeypatch.setattr(rs, "generate", generate)
+    """Sample with ``generate`` for the policy and for the judge (both sharded over a launch)."""
     monkeypatch.setattr(rs, "generate_sharded", generate)
 
 
@@ -321,7 +320,7 @@ def judged_run(
     data = tmp_path / "open.jsonl"
     data.write_text("".join(json.dumps(row) + "\n" for row in OPEN_PROBLEMS))
     calls: list = []
-    real_generate = rs.generate
+    real_generate = rs.generate_sharded
 
     def outputs(prompt, k):
         text = problem_of(prompt)
