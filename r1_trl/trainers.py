@@ -15,6 +15,7 @@ import reward_funcs
 from r1_trl.adapters import apply_quantization, peft_config
 from r1_trl.configs import R1GRPOConfig, R1SFTConfig, reward_settings
 from r1_trl.console import use_compact_console
+from r1_trl.data.templates import prompts_prefill_think, think_prefill_reward_kwargs
 
 logger = logging.getLogger(__name__)
 
@@ -101,8 +102,13 @@ class R1GRPOTrainer(R1TrainerMixin, GRPOTrainer):
 
     def __init__(self, model: Any, args: R1GRPOConfig, reward_funcs: list | None = None, **kwargs: Any) -> None:
         if reward_funcs is None:
+            # Prompts that open <think> (a prefilling chat template): the format rewards count it as present.
+            train = kwargs.get("train_dataset")
+            prefilled = train is not None and "prompt" in getattr(train, "column_names", ()) and prompts_prefill_think(
+                train[:1]["prompt"], kwargs.get("processing_class"))
             reward_funcs = build_reward_funcs(
-                args.reward_funcs, args.reward_kwargs, args.reward_batch_timeout, args.reward_num_workers
+                args.reward_funcs, think_prefill_reward_kwargs(args.reward_funcs, args.reward_kwargs, prefilled),
+                args.reward_batch_timeout, args.reward_num_workers,
             )
         apply_quantization(args)
         kwargs.setdefault("peft_config", peft_config(args))

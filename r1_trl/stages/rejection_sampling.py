@@ -52,7 +52,7 @@ from r1_trl.configs import R1StageArguments, RecipeError
 from r1_trl.data.builders import PromptSpec, build_prompt_datasets
 from r1_trl.data.general import GENERAL_LANGUAGES, THINK_STYLES, general_rows
 from r1_trl.data.selection import SelectionCounts, normalise_whitespace, select_unique  # noqa: F401
-from r1_trl.data.templates import chat_prompt
+from r1_trl.data.templates import chat_prompt, prompts_prefill_think
 from r1_trl.distributed import launch_state
 from r1_trl.generation import (
     EngineSettings,
@@ -498,7 +498,8 @@ def run(config: RejectionSamplingConfig) -> dict[str, Any]:
 
     owners = [index for index in range(len(rows)) for _ in range(k)]
     texts = [text for group in groups for text in group]
-    settings = FilterSettings.from_config(config)
+    settings = dataclasses.replace(FilterSettings.from_config(config), think_prefilled=config.prefill_think
+                                   or prompts_prefill_think(list(prompts["prompt"]), tokenizer))
     checks = check_completions(
         texts,
         solutions=[rows[i].get("solution") for i in owners],
