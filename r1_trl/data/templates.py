@@ -85,21 +85,48 @@ def apply_template(
 THINK_OPEN = "<think>"
 
 
-def chat_template_prefills_think(tokenizer: Any) -> bool:
-    """Whether the tokenizer's chat template opens ``<think>`` in its generation prompt (DeepSeek-R1-Distill's
-    ends it with ``<think>\\n``): the model's completion then starts inside the reasoning block.
+def _opened_think(rendered: Any) -> str:
+    if not isinstance(rendered, str) or not rendered.rstrip().endswith(THINK_OPEN):
+        return ""
+    return rendered[rendered.rstrip().rfind(THINK_OPEN):]
+
+
+def chat_template_opened_think(tokenizer: Any) -> str:
+    """The ``<think>`` (with what follows it, e.g. ``"<think>\\n"``) the tokenizer's chat template ends its
+    generation prompt with, as DeepSeek-R1-Distill's does; ``""`` when it opens none.
 
     >>> class Template:
     ...     def __init__(self, suffix): self.chat_template, self.suffix = "...", suffix
     ...     def apply_chat_template(self, messages, **kwargs): return "<|user|>q<|assistant|>" + self.suffix
-    >>> chat_template_prefills_think(Template("<think>\\n")), chat_template_prefills_think(Template(""))
-    (True, False)
+    >>> chat_template_opened_think(Template("<think>\\n")), chat_template_opened_think(Template(""))
+    ('<think>\\n', '')
     """
     if not getattr(tokenizer, "chat_template", None):
-        return False
-    rendered = tokenizer.apply_chat_template([{"role": "user", "content": "What is 1 + 1?"}],
-                                             add_generation_prompt=True, tokenize=False)
-    return isinstance(rendered, str) and rendered.rstrip().endswith(THINK_OPEN)
+        return ""
+    return _opened_think(tokenizer.apply_chat_template([{"role": "user", "content": "What is 1 + 1?"}],
+                                                       add_generation_prompt=True, tokenize=False))
+
+
+def chat_template_prefills_think(tokenizer: Any) -> bool:
+    """Whether the tokenizer's chat template opens ``<think>`` in its generation prompt: the model's completion
+    then starts inside the reasoning block (see `chat_template_opened_think`)."""
+    return bool(chat_template_opened_think(tokenizer))
+
+
+def opened_think(prompts: Sequence[Any], tokenizer: Any) -> str:
+    """The ``<think>`` text the rendered prompts end with (``""``: none), decided by the first prompt: what a
+    stage puts back in front of a sampled completion to store it whole, so that the prompt plus the stored
+    completion renders as the model saw it.
+
+    >>> opened_think([r1_zero_prompt("q", prefill_think=True)], None), opened_think(["q"], None)
+    ('<think>', '')
+    """
+    if not len(prompts):
+        return ""
+    first = prompts[0]
+    if isinstance(first, str):
+        return _opened_think(first)
+    return chat_template_opened_think(tokenizer) if tokenizer is not None else ""
 
 
 def prompts_prefill_think(prompts: Sequence[Any], tokenizer: Any) -> bool:
@@ -111,12 +138,7 @@ def prompts_prefill_think(prompts: Sequence[Any], tokenizer: Any) -> bool:
     >>> prompts_prefill_think([r1_zero_prompt("q", prefill_think=True)], None), prompts_prefill_think(["q"], None)
     (True, False)
     """
-    if not len(prompts):
-        return False
-    first = prompts[0]
-    if isinstance(first, str):
-        return first.rstrip().endswith(THINK_OPEN)
-    return tokenizer is not None and chat_template_prefills_think(tokenizer)
+    return bool(opened_think(prompts, tokenizer))
 
 
 def think_prefill_reward_kwargs(
