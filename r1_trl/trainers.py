@@ -104,8 +104,8 @@ class R1GRPOTrainer(R1TrainerMixin, GRPOTrainer):
         if reward_funcs is None:
             # Prompts that open <think> (a prefilling chat template): the format rewards count it as present.
             train = kwargs.get("train_dataset")
-            prefilled = train is not None and "prompt" in getattr(train, "column_names", ()) and prompts_prefill_think(
-                train[:1]["prompt"], kwargs.get("processing_class"))
+            columns = getattr(train, "column_names", None) or ()  # None for a streamed dataset: not checked
+            prefilled = "prompt" in columns and prompts_prefill_think(train[:1]["prompt"], kwargs.get("processing_class"))
             reward_funcs = build_reward_funcs(
                 args.reward_funcs, think_prefill_reward_kwargs(args.reward_funcs, args.reward_kwargs, prefilled),
                 args.reward_batch_timeout, args.reward_num_workers,
