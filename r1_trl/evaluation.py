@@ -172,7 +172,10 @@ def score_samples(
     completions: list[list[str]], rows: Dataset, settings: EvalSettings, tokenizer: PreTrainedTokenizerBase
 ) -> SampleScores:
     """Score each of the ``k`` completions of every held-out row (the inputs of `score_completions`)."""
-    format_reward = reward_funcs.get("format")
+    from r1_trl.data.templates import prompts_prefill_think
+
+    # Prompts that open <think> (a prefilling chat template, or prefill_think): completions start inside it.
+    format_reward = reward_funcs.get("format", think_prefilled=prompts_prefill_think(rows["prompt"], tokenizer))
     k = settings.num_samples
     flat = [c for group in completions for c in group]
     correct, answers = verify_samples(flat, rows, k)

@@ -101,6 +101,21 @@ def prompt_token_ids(tokenizer: PreTrainedTokenizerBase, prompts: Sequence[Promp
     return ids
 
 
+def stop_token_ids(tokenizer: PreTrainedTokenizerBase, model: Any = None) -> list[int]:
+    """The tokens that end a completion: the tokenizer's EOS and every EOS of the model's generation config
+    (chat models often list several, e.g. the end-of-turn and the end-of-text token), tokenizer's first.
+
+    >>> from types import SimpleNamespace
+    >>> model = SimpleNamespace(generation_config=SimpleNamespace(eos_token_id=[2, 7]))
+    >>> stop_token_ids(SimpleNamespace(eos_token_id=7), model), stop_token_ids(SimpleNamespace(eos_token_id=7))
+    ([7, 2], [7])
+    """
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    configured = configured if isinstance(configured, list | tuple) else [configured]
+    ids = [tokenizer.eos_token_id, *configured]
+    return [int(i) for i in dict.fromkeys(ids) if i is not None]
+
+
 def vllm_available() -> bool:
     return importlib.util.find_spec("vllm") is not None and torch.cuda.is_available()
 
@@ -245,7 +260,8 @@ def _generate_transformers(
     was_training = model.training
     model.eval()
     generator_state = torch.random.get_rng_state()
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    stop_ids = stop_token_ids(tokenizer, model)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids[0]
     sampled = settings.temperature > 0
     outputs: list[list[str]] = []
     try:
@@ -269,7 +285,7 @@ def _generate_transformers(
                 top_p=settings.top_p if sampled else None,
                 top_k=0 if sampled else None,
                 pad_token_id=pad_id,
-                eos_token_id=tokenizer.eos_token_id,
+                eos_token_id=stop_ids,
             )
             texts = tokenizer.batch_decode(generated[:, width:], skip_special_tokens=True)
             outputs.extend(texts[i * k : (i + 1) * k] for i in range(stop - start))

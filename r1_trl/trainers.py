@@ -17,6 +17,7 @@ from r1_trl.adapters import apply_quantization, is_adapter, peft_config
 from r1_trl.checkpoints import full_model_path
 from r1_trl.configs import R1GRPOConfig, R1SFTConfig, reward_settings
 from r1_trl.console import use_compact_console
+from r1_trl.data.templates import prompts_prefill_think, think_prefill_reward_kwargs
 
 logger = logging.getLogger(__name__)
 
@@ -112,8 +113,13 @@ class R1GRPOTrainer(R1TrainerMixin, GRPOTrainer):
 
     def __init__(self, model: Any, args: R1GRPOConfig, reward_funcs: list | None = None, **kwargs: Any) -> None:
         if reward_funcs is None:
+            # Prompts that open <think> (a prefilling chat template): the format rewards count it as present.
+            train = kwargs.get("train_dataset")
+            columns = getattr(train, "column_names", None) or ()  # None for a streamed dataset: not checked
+            prefilled = "prompt" in columns and prompts_prefill_think(train[:1]["prompt"], kwargs.get("processing_class"))
             reward_funcs = build_reward_funcs(
-                args.reward_funcs, args.reward_kwargs, args.reward_batch_timeout, args.reward_num_workers
+                args.reward_funcs, think_prefill_reward_kwargs(args.reward_funcs, args.reward_kwargs, prefilled),
+                args.reward_batch_timeout, args.reward_num_workers,
             )
         apply_quantization(args)
         kwargs.setdefault("peft_config", peft_config(args))

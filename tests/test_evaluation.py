@@ -134,3 +134,23 @@ def test_rows_are_verified_by_code_reasoning_gym_or_gold_answer() -> None:
     metrics = score_completions(completions, rows, EvalSettings(num_samples=2), tokenizer)
     assert metrics["accuracy"] == pytest.approx((0.5 + 0.5 + 1.0) / 3)
     assert metrics["cons@2"] == pytest.approx((1.0 + 1.0 + 1.0) / 3)  # ties go to the first answer
+
+
+def test_a_chat_template_that_opens_think_counts_it_in_the_format_rate():
+    """DeepSeek-R1-Distill's chat template ends its generation prompt with "<think>\\n": the completion starts
+    inside the reasoning, and the held-out format rate must count the prompt's <think> as present."""
+    from r1_trl.data.templates import chat_template_prefills_think
+
+    tokenizer = build_tiny_tokenizer(["What is 2 + 3? <think> 2 + 3 = 5 </think> <answer> 5 </answer>"] * 10)
+    rows = Dataset.from_dict({"prompt": [[{"role": "user", "content": "What is 2 + 3?"}]], "solution": ["5"]})
+    completions = [["2 + 3 = 5\n</think>\n<answer>5</answer>", "<think>2 + 3 = 5</think><answer>5</answer>"]]
+    assert not chat_template_prefills_think(tokenizer)
+    assert score_completions(completions, rows, EvalSettings(num_samples=2), tokenizer)["format_rate"] == 0.5
+    tokenizer.chat_template = tokenizer.chat_template.replace("Assistant:{%- endif -%}", "Assistant: <think>\n{%- endif -%}")
+    assert chat_template_prefills_think(tokenizer)
+    # prefilled: the first sample is well formed; the second opens a second <think> block
+    assert score_completions(completions, rows, EvalSettings(num_samples=2), tokenizer)["format_rate"] == 0.5
+    only_prefilled = [["2 + 3 = 5\n</think>\n<answer>5</answer>"]]
+    assert score_completions(only_prefilled, rows, EvalSettings(num_samples=1), tokenizer)["format_rate"] == 1.0
+    plain = Dataset.from_dict({"prompt": ["What is 2 + 3? <think>"], "solution": ["5"]})  # prefill_think, no chat
+    assert score_completions(only_prefilled, plain, EvalSettings(num_samples=1), tokenizer)["format_rate"] == 1.0

@@ -605,3 +605,28 @@ def test_general_sampling_is_balanced_deterministic_and_repeats_only_past_the_po
     assert "<think>" not in rows[0]["completion"][0]["content"]
     with pytest.raises(ValueError, match="languages"):
         general_examples(["fr"])
+
+
+def test_a_chat_template_that_opens_think_is_counted_and_restored(tiny_model, tmp_path, monkeypatch):
+    """A DeepSeek-R1-Distill-style template ends the generation prompt with "<think>\\n": samples start inside
+    the reasoning. The rules count the opened <think> and the stored completion carries it again."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    model = tmp_path / "prefilled"
+    shutil.copytree(tiny_model, model)
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    tokenizer.chat_template = tokenizer.chat_template.replace("Assistant:{%- endif -%}",
+                                                              "Assistant: <think>\n{%- endif -%}")
+    tokenizer.save_pretrained(model)
+
+    def inside_think(prompt, k):
+        return [text.strip().removeprefix("<think>") for text in crafted_group(prompt, k)]
+
+    patch_generation(monkeypatch, fake_generate(inside_think))
+    results = rs.run(make_config(model, tmp_path / "stage", num_generations=5))
+    assert results["stats"]["kept_reasoning"] == 6, results["stats"]["rejected"]
+    mix = load_from_disk(results["datasets"]["sft_mix"])
+    for row in mix.filter(lambda r: r["source"] == "reasoning"):
+        assert row["completion"][0]["content"] == crafted_group(row["prompt"], 1)[0].strip()

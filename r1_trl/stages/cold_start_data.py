@@ -43,7 +43,7 @@ from r1_trl.configs import R1StageArguments, RecipeError, parse_dict
 from r1_trl.data.builders import PromptSpec, build_prompt_datasets
 from r1_trl.data.reasoning import OUTPUT_FORMATS, SPECIAL_TOKEN, readable_completion
 from r1_trl.data.tasks.hooks import REFINE_HOOKS, Derivation, RefineHooks, refine_hooks
-from r1_trl.data.templates import format_prompt, r1_zero_prompt
+from r1_trl.data.templates import format_prompt, opened_think, r1_zero_prompt
 from r1_trl.distributed import launch_state
 from r1_trl.generation import (
     EngineSettings,
@@ -438,7 +438,10 @@ class ColdStartBuilder:
         else:
             prompts = [direct_prompt(row["problem"], row["language"], config.output_format, tokenizer) for row in rows]
         outputs = self._sampler(self.prompting_path, prompts, config.max_new_tokens)
-        return [[Candidate(row, sample.strip()) for sample in samples] for row, samples in zip(rows, outputs, strict=True)]
+        # A chat template that opens <think> in its generation prompt: the samples start inside it.
+        opened = opened_think(prompts, tokenizer)
+        return [[Candidate(row, (opened + sample).strip()) for sample in samples]
+                for row, samples in zip(rows, outputs, strict=True)]
 
     def _sampling_question(self, row: dict[str, Any]) -> str:
         language = self.config.refine_sampling_language

@@ -48,7 +48,7 @@ from r1_trl.checkpoints import full_model_path, load_adapter_model, save_trained
 from r1_trl.configs import TINY_MODEL, R1SFTConfig, RecipeError, parse_dict
 from r1_trl.data.builders import PromptSpec, build_prompt_datasets
 from r1_trl.data.selection import select_unique
-from r1_trl.data.templates import TEMPLATES, format_prompt
+from r1_trl.data.templates import TEMPLATES, format_prompt, opened_think
 from r1_trl.distributed import launch_state
 from r1_trl.evaluation import EvalSettings, evaluate_model
 from r1_trl.generation import EngineSettings, Prompt, SamplingSettings, generate_sharded, release_engines
@@ -314,6 +314,8 @@ def build_teacher_dataset(
             tokenizer = AutoTokenizer.from_pretrained(teacher_path, revision=config.teacher_model_revision)
             samples = generate_sharded(teacher_path, tokenizer, prompts, settings, EngineSettings.from_config(config))
             release_engines()
+            opened = opened_think(prompts, tokenizer)  # the teacher's template opened <think>: restore it
+            samples = [[opened + sample for sample in group] for group in samples]
         else:
             samples = sampler(prompts)
     kept, stats = filter_teacher_samples(

@@ -52,7 +52,7 @@ from r1_trl.configs import R1StageArguments, RecipeError
 from r1_trl.data.builders import PromptSpec, build_prompt_datasets
 from r1_trl.data.general import GENERAL_LANGUAGES, THINK_STYLES, general_rows
 from r1_trl.data.selection import SelectionCounts, normalise_whitespace, select_unique  # noqa: F401
-from r1_trl.data.templates import chat_prompt
+from r1_trl.data.templates import chat_prompt, opened_think
 from r1_trl.distributed import launch_state
 from r1_trl.generation import (
     EngineSettings,
@@ -500,7 +500,9 @@ def run(config: RejectionSamplingConfig) -> dict[str, Any]:
         raise RuntimeError(f"generation returned {[len(g) for g in groups]} completions for {len(rows)} prompts x {k}")
     owners = [index for index in range(len(rows)) for _ in range(k)]
     texts = [text for group in groups for text in group]
-    settings = FilterSettings.from_config(config)
+    opened = opened_think(list(prompts["prompt"]), tokenizer)  # a prefilling chat template, or prefill_think
+    settings = dataclasses.replace(FilterSettings.from_config(config),
+                                   think_prefilled=config.prefill_think or bool(opened))
     if not state.is_main_process:
         if config.judge_model_name_or_path:
             judge_unverifiable(config, rows, owners, texts, None, settings.think_prefilled)  # its share of the judge
@@ -522,7 +524,9 @@ def run(config: RejectionSamplingConfig) -> dict[str, Any]:
         reasons, judge_stats = judge_unverifiable(config, rows, owners, texts, reasons, settings.think_prefilled)
 
     passing = [i for i, reason in enumerate(reasons) if reason is None]
-    stored = [_prefilled(texts[i], settings.think_prefilled).strip() for i in range(len(texts))]
+    # stored whole: with the <think> the prompt opened, as the template rendered it
+    stored = [(opened + texts[i] if opened else _prefilled(texts[i], settings.think_prefilled)).strip()
+              for i in range(len(texts))]
     kept_positions, selection = select_unique([(owners[i], stored[i]) for i in passing], config.max_per_prompt)
     kept = [passing[p] for p in kept_positions]
     if len(kept) < config.min_reasoning_rows:

@@ -46,6 +46,7 @@ from r1_trl.data.preferences import (
     REASONING_PROMPT,
     general_prompt_dataset,
 )
+from r1_trl.data.templates import prompts_prefill_think, think_prefill_reward_kwargs
 from r1_trl.distributed import launch_state
 from r1_trl.evaluation import EvalSettings, evaluate_model
 from r1_trl.generation import EngineSettings, SamplingSettings, generate_sharded
@@ -388,6 +389,9 @@ def run(config: RLAllConfig) -> dict[str, Any]:
         })  # fmt: skip
     state.wait_for_everyone()
 
+    # Prompts that open <think> (a prefilling chat template): the format rewards count it as present.
+    config.reward_kwargs = think_prefill_reward_kwargs(
+        config.reward_funcs, config.reward_kwargs, prompts_prefill_think(reasoning_train["prompt"][:1], tokenizer))
     rewards = build_mixed_rewards(config)
     general_rewards = {
         name: func
