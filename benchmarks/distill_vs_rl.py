@@ -38,7 +38,7 @@ from r1_trl.data.builders import PromptSpec, build_prompt_datasets
 from r1_trl.distributed import launch_state
 from r1_trl.evaluation import evaluate_model
 from r1_trl.generation import EngineSettings
-from r1_trl.plotting import plot_training_curves, plt, save_figure, series
+from r1_trl.plotting import accuracy_bars, plot_training_curves, plt, save_figure, series
 from r1_trl.recipes import load_recipe, recipe_path
 from r1_trl.rundir import RESULTS_FILE, write_json_atomic
 from r1_trl.stages import distill
@@ -289,11 +289,7 @@ def plot_comparison(student: dict[str, Any], twin: dict[str, Any], path: Path) -
             "RL-only twin": twin["metrics"]["accuracy"]}  # fmt: skip
     if student.get("teacher_metrics"):
         bars["teacher"] = student["teacher_metrics"]["accuracy"]
-    bar_axis.bar(list(bars), list(bars.values()), color="tab:blue")
-    for x, value in enumerate(bars.values()):
-        bar_axis.text(x, value, f"{value:.3f}", ha="center", va="bottom")
-    bar_axis.set_ylim(0, 1.05)
-    bar_axis.set_ylabel("held-out accuracy (pass@1)")
+    accuracy_bars(bar_axis, bars)
     figure.suptitle("distill: SFT on teacher samples vs RL alone, same student base")
     return save_figure(figure, path)
 

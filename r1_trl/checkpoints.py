@@ -27,6 +27,7 @@ from r1_trl.adapters import (
     trainable_parameters,
 )
 from r1_trl.errors import TINY_MODEL
+from r1_trl.rundir import replaced_folder
 
 logger = logging.getLogger(__name__)
 
@@ -134,17 +135,11 @@ def save_model_files(saved: Path, checkpoint: Path, tokenizer: Any, args: Any) -
     target = checkpoint.parent / ADAPTER_DIR if merge else checkpoint
     if not merge:  # an adapter an earlier, merged run left next to the checkpoint is not this one's
         shutil.rmtree(checkpoint.parent / ADAPTER_DIR, ignore_errors=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
-    try:
+    with replaced_folder(target) as staging:
         for item in saved.iterdir():
             if item.is_file() and item.name not in TRAINER_ONLY_FILES and not item.name.startswith("rng_state"):
                 shutil.copy2(item, staging / item.name)
         tokenizer.save_pretrained(staging)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     if is_adapter(target):
         record_base(target, args.model_name_or_path, args.model_revision)
     if merge:
@@ -198,20 +193,13 @@ def stage_adapter_dir(checkpoint: str | os.PathLike[str]) -> Path | None:
 def merge_into(adapter_dir: str | os.PathLike[str], target: str | os.PathLike[str], tokenizer: Any = None) -> Path:
     """Write the adapter merged into its base as a full model folder ``target`` (atomically: staged, renamed)."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
-    try:
+    with replaced_folder(target) as staging:
         _merged_model(adapter_dir).save_pretrained(staging)
         if tokenizer is None:
             from transformers import AutoTokenizer
 
             tokenizer = AutoTokenizer.from_pretrained(adapter_dir)
         tokenizer.save_pretrained(staging)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return target
 
 

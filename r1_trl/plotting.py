@@ -25,6 +25,15 @@ def save_figure(figure: Any, path: str | Path, dpi: int = 100) -> Path:
     return path
 
 
+def accuracy_bars(axis: Any, bars: dict[str, float]) -> None:
+    """Held-out accuracies as labelled bars on ``axis`` (0 to 1)."""
+    axis.bar(list(bars), list(bars.values()), color="tab:blue")
+    for x, value in enumerate(bars.values()):
+        axis.text(x, value, f"{value:.3f}", ha="center", va="bottom")
+    axis.set_ylim(0, 1.05)
+    axis.set_ylabel("held-out accuracy (pass@1)")
+
+
 def series(log_history: Sequence[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
     points = [(row["step"], row[key]) for row in log_history
               if "step" in row and isinstance(row.get(key), int | float) and math.isfinite(row[key])]

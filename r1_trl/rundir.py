@@ -14,6 +14,8 @@ import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +58,23 @@ def write_json_atomic(path: str | Path, payload: Any) -> Path:
         json.dump(payload, stream, indent=2, default=str)
     os.replace(staging, path)
     return path
+
+
+@contextmanager
+def replaced_folder(target: str | Path) -> Iterator[Path]:
+    """A staging folder next to ``target`` to fill; when the block ends normally it replaces ``target`` whole
+    (on an error, or a kill, ``target`` is left as it was and the staging folder is removed or left as a
+    ``.<name>.staging-*`` folder that `remove_stale_staging` clears)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
+    try:
+        yield staging
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def save_dataset_atomic(dataset: Any, path: str | Path, stats: dict[str, Any]) -> Path:

@@ -556,7 +556,12 @@ def plot_distill(
 ) -> Path:
     """Left: the student's SFT loss per step. Right: held-out accuracy of the student base, the distilled
     student and (when evaluated) the teacher."""
-    from r1_trl.plotting import plt, save_figure, series  # the plotting module selects the Agg backend
+    from r1_trl.plotting import (  # the plotting module selects the Agg backend
+        accuracy_bars,
+        plt,
+        save_figure,
+        series,
+    )
 
     figure, (curve_axis, bar_axis) = plt.subplots(1, 2, figsize=(11, 4))
     steps, losses = series(log_history, "loss")
@@ -567,10 +572,6 @@ def plot_distill(
     bars = {"student base": before["accuracy"], "distilled": after["accuracy"]}
     if teacher:
         bars["teacher"] = teacher["accuracy"]
-    bar_axis.bar(list(bars), list(bars.values()), color="tab:blue")
-    for x, value in enumerate(bars.values()):
-        bar_axis.text(x, value, f"{value:.3f}", ha="center", va="bottom")
-    bar_axis.set_ylim(0, 1.05)
-    bar_axis.set_ylabel("held-out accuracy (pass@1)")
+    accuracy_bars(bar_axis, bars)
     figure.suptitle("distill: SFT of the student on teacher samples")
     return save_figure(figure, path)
