@@ -40,14 +40,11 @@ def parse_dict(value: dict | str | None, name: str) -> dict[str, Any]:
     return parsed
 
 
-def check_max_steps(max_steps: int) -> None:
-    if max_steps < -1:
-        raise RecipeError(f"max_steps: must be a number of steps, or -1 to train num_train_epochs instead, got {max_steps}")
-
-
 def check_training_fields(config: Any) -> None:
     """The trainer fields the optimizer would reject only after the model is loaded."""
-    check_max_steps(getattr(config, "max_steps", -1))
+    max_steps = getattr(config, "max_steps", -1)
+    if max_steps < -1:
+        raise RecipeError(f"max_steps: must be a number of steps, or -1 to train num_train_epochs instead, got {max_steps}")
     learning_rate = getattr(config, "learning_rate", 0.0)
     if not math.isfinite(learning_rate) or learning_rate < 0:
         raise RecipeError(f"learning_rate: must be a finite number >= 0, got {learning_rate}")
